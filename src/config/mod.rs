@@ -1,0 +1,320 @@
+//! The YAML file model (`server`, `listeners`, `upstreams`, `routes`), its loading with errors that
+//! name the file and the field path, and validation. Turning it into running pools is `server`'s job.
+
+mod server;
+mod types;
+mod validate;
+
+pub use server::ServerSettings;
+pub use types::{Addr, Dur, HashKey, StatusSet};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Default retries on another backend after a failed connect.
+pub const DEFAULT_RETRIES: usize = 2;
+/// Largest backend weight (as HAProxy's 256).
+pub const MAX_WEIGHT: u32 = 256;
+/// Default connect timeout to a backend.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time to wait for each read from a backend (nginx's `proxy_read_timeout`).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time to wait for each write to a backend (nginx's `proxy_send_timeout`).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default lifetime of an idle pooled connection to a backend.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default health-check path.
+pub const DEFAULT_HEALTH_PATH: &str = "/";
+/// Default `Host` header of health checks.
+pub const DEFAULT_HEALTH_HOST: &str = "localhost";
+/// Default time between health checks of one backend.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// Default health-check timeout (connect and response each).
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default consecutive passes that readmit an ejected backend (HAProxy's `rise`).
+pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+/// Default consecutive failures that eject a backend (HAProxy's `fall`).
+pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process settings; see [`ServerSettings`].
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// Where clients connect. At least one.
+    pub listeners: Vec<Listener>,
+    /// Named backend pools. At least one.
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// Host / path-prefix rules, first match wins. May be left out when there is one upstream.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// One listening address. (TLS settings will sit beside `address`.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `IP:port` to accept plain HTTP/1.1 on, e.g. `0.0.0.0:8080`.
+    pub address: Addr,
+}
+
+/// A balancing algorithm. Weights are honoured by every algorithm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Smooth weighted round robin (nginx's): `weighted_round_robin` is the same thing.
+    #[default]
+    #[serde(alias = "weighted_round_robin")]
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// FNV hash of `hash_key` modulo the weighted backend list (nginx `hash`, HAProxy `balance`).
+    Hash,
+    /// Consistent hashing of `hash_key` on a Ketama ring: removing a backend moves only its keys.
+    Consistent,
+}
+
+impl Algorithm {
+    /// Every algorithm with its name in the file and on the command line.
+    pub const ALL: &'static [(&'static str, Algorithm)] = &[
+        ("round_robin", Algorithm::RoundRobin),
+        ("weighted_round_robin", Algorithm::RoundRobin),
+        ("random", Algorithm::Random),
+        ("hash", Algorithm::Hash),
+        ("consistent", Algorithm::Consistent),
+    ];
+
+    /// Whether the algorithm picks by `hash_key`.
+    pub fn needs_key(self) -> bool {
+        matches!(self, Algorithm::Hash | Algorithm::Consistent)
+    }
+
+    /// The name used in the file.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("?", |(name, _)| name)
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|(n, _)| *n).collect();
+                format!("unknown algorithm {s:?} (one of: {})", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A pool of backends and how to balance, check and retry them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Default `round_robin`.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Key source for `hash` and `consistent` (required by them, ignored by the others).
+    #[serde(default)]
+    pub hash_key: Option<HashKey>,
+    /// The servers. At least one.
+    pub backends: Vec<BackendConf>,
+    /// Active HTTP health checks. Default: none (every backend is always eligible).
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConf>,
+    /// Further attempts on other backends after a failed connect. Default 2.
+    #[serde(default = "default_retries")]
+    pub retries: usize,
+    /// Timeouts towards the backends.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+fn default_retries() -> usize {
+    DEFAULT_RETRIES
+}
+
+/// One backend server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConf {
+    /// `IP:port`.
+    pub address: Addr,
+    /// Relative share of traffic, 1 to 256. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Active health check of every backend of a pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConf {
+    /// Path requested with `GET`. Default `/`.
+    pub path: String,
+    /// `Host` header sent. Default `localhost`.
+    pub host: String,
+    /// Time between checks. Default `2s`.
+    pub interval: Dur,
+    /// Connect and response timeout of one check. Default `1s`.
+    pub timeout: Dur,
+    /// Consecutive passes that bring an ejected backend back. Default 2.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that eject a backend. Default 3.
+    pub unhealthy_threshold: u32,
+    /// Statuses that pass. Default `["2xx", "3xx"]`.
+    pub expected_statuses: StatusSet,
+}
+
+impl Default for HealthCheckConf {
+    fn default() -> Self {
+        HealthCheckConf {
+            path: DEFAULT_HEALTH_PATH.to_string(),
+            host: DEFAULT_HEALTH_HOST.to_string(),
+            interval: Dur(DEFAULT_HEALTH_INTERVAL),
+            timeout: Dur(DEFAULT_HEALTH_TIMEOUT),
+            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            expected_statuses: StatusSet::default(),
+        }
+    }
+}
+
+/// Timeouts towards a pool's backends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP connect. Default `5s`.
+    pub connect: Dur,
+    /// Each read of the response (not the whole response). Default `60s`.
+    pub read: Dur,
+    /// Each write of the request. Default `60s`.
+    pub write: Dur,
+    /// How long an unused pooled connection is kept. Default `60s`.
+    pub idle: Dur,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Dur(DEFAULT_CONNECT_TIMEOUT),
+            read: Dur(DEFAULT_READ_TIMEOUT),
+            write: Dur(DEFAULT_WRITE_TIMEOUT),
+            idle: Dur(DEFAULT_IDLE_TIMEOUT),
+        }
+    }
+}
+
+/// Sends matching requests to an upstream. A route without `host` and `path_prefix` matches all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// `Host` to match, case-insensitive, port ignored; `*.example.com` matches subdomains.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix to match, e.g. `/api/` (plain string prefix, as nginx `location` and Envoy).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Name of the upstream that serves the match.
+    pub upstream: String,
+}
+
+/// A configuration that cannot be used: one line naming the file, the field and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A field is missing, unknown or wrong.
+    #[error("{file}: {}{message}", at(path))]
+    Invalid {
+        /// The file (or `command line`).
+        file: String,
+        /// Dotted field path, e.g. `upstreams.web.backends[2].address`; empty for the document.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn at(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}: ")
+    }
+}
+
+/// serde_yaml starts some messages with its own (shorter) path; ours is the complete one.
+fn without_path_prefix<'a>(message: &'a str, path: &str) -> &'a str {
+    match message.split_once(": ") {
+        Some((head, rest)) if !path.is_empty() && path.starts_with(head) => rest,
+        _ => message,
+    }
+}
+
+impl Config {
+    /// Reads and parses `file` (without validating it: apply overrides, then [`Config::validate`]).
+    pub fn parse_file(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.display().to_string(),
+            source,
+        })?;
+        Config::parse_str(&text, &file.display().to_string())
+    }
+
+    /// Parses YAML text; `file` names it in errors.
+    pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let invalid = |path: String, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            path,
+            message,
+        };
+        if text.trim().is_empty() {
+            return Err(invalid(String::new(), "the file is empty".into()));
+        }
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let message = e.into_inner().to_string();
+            let message = without_path_prefix(&message, &path).to_string();
+            invalid(path, message)
+        })
+    }
+
+    /// Parses and validates `file`.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let config = Config::parse_file(file)?;
+        config.validate(&file.display().to_string())?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! Loading and validation: every rejected input names its field path in one line.
+
+use super::*;
+
+const GOOD: &str = r#"
+listeners:
+  - address: 127.0.0.1:8080
+upstreams:
+  web:
+    algorithm: consistent
+    hash_key: {header: X-User}
+    backends:
+      - address: 127.0.0.1:9001
+      - address: 127.0.0.1:9002
+        weight: 3
+    health_check:
+      path: /healthz
+      interval: 500ms
+      expected_statuses: [200, "3xx"]
+    retries: 1
+    timeouts: {connect: 1s}
+  api:
+    backends: [{address: "[::1]:9003"}]
+routes:
+  - host: api.example.com
+    upstream: api
+  - path_prefix: /
+    upstream: web
+"#;
+
+fn error_of(yaml: &str) -> String {
+    match Config::parse_str(yaml, "t.yaml").and_then(|c| c.validate("t.yaml").map(|_| c)) {
+        Ok(_) => panic!("accepted:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_error(yaml: &str, expected: &str) {
+    let err = error_of(yaml);
+    assert!(err.starts_with("t.yaml: "), "{err}");
+    assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+    assert!(!err.contains('\n'), "not one line: {err:?}");
+}
+
+#[test]
+fn a_full_config_loads_with_defaults_filled_in() {
+    let c = Config::parse_str(GOOD, "t.yaml").unwrap();
+    c.validate("t.yaml").unwrap();
+    let web = &c.upstreams["web"];
+    assert_eq!(web.backends[1].weight, 3);
+    assert_eq!(web.backends[0].weight, 1);
+    assert_eq!(web.timeouts.connect.0, Duration::from_secs(1));
+    assert_eq!(web.timeouts.read.0, DEFAULT_READ_TIMEOUT);
+    let hc = web.health_check.as_ref().unwrap();
+    assert_eq!(hc.unhealthy_threshold, DEFAULT_UNHEALTHY_THRESHOLD);
+    assert_eq!(c.upstreams["api"].retries, DEFAULT_RETRIES);
+    assert_eq!(c.server.grace_period_seconds, 5);
+}
+
+#[test]
+fn unknown_keys_are_refused_everywhere() {
+    assert_error(&GOOD.replace("retries: 1", "retry: 1"), "upstreams.web.retry: unknown field `retry`");
+    assert_error(&GOOD.replace("path: /healthz", "pth: /healthz"), "upstreams.web.health_check.pth: unknown field `pth`");
+    assert_error(&format!("{GOOD}\nserver: {{thread: 2}}"), "server.thread: unknown field `thread`");
+    assert_error(&format!("{GOOD}\nextra: 1"), "unknown field `extra`");
+}
+
+#[test]
+fn a_route_to_a_missing_pool() {
+    assert_error(&GOOD.replace("upstream: api", "upstream: apii"), "routes[0].upstream: no upstream named \"apii\"");
+}
+
+#[test]
+fn a_bad_address() {
+    let yaml = GOOD.replace("127.0.0.1:9002", "10.0.0.x:80");
+    assert_error(&yaml, "upstreams.web.backends[1].address: \"10.0.0.x:80\" is not an IP:port");
+}
+
+#[test]
+fn weight_zero() {
+    assert_error(&GOOD.replace("weight: 3", "weight: 0"), "upstreams.web.backends[1].weight: 0 is out of range");
+}
+
+#[test]
+fn an_empty_pool() {
+    let yaml = GOOD.replace("backends: [{address: \"[::1]:9003\"}]", "backends: []");
+    assert_error(&yaml, "upstreams.api.backends: a pool needs at least one backend");
+}
+
+#[test]
+fn a_hash_algorithm_without_key() {
+    assert_error(&GOOD.replace("hash_key: {header: X-User}", ""), "upstreams.web.hash_key: algorithm consistent needs a key");
+}
+
+#[test]
+fn other_mistakes() {
+    assert_error(&GOOD.replace("algorithm: consistent", "algorithm: fastest"), "upstreams.web.algorithm: unknown variant `fastest`");
+    assert_error(&GOOD.replace("interval: 500ms", "interval: 500"), "upstreams.web.health_check.interval: \"500\" is not a duration");
+    assert_error(&GOOD.replace("path_prefix: /", "path_prefix: x"), "routes[1].path_prefix");
+    assert_error(&GOOD.replace("host: api.example.com", "host: 'a b'"), "routes[0].host");
+    assert_error(&GOOD.replace("retries: 1", "retries: 99"), "upstreams.web.retries");
+    assert_error(&GOOD.replace("127.0.0.1:9002", "127.0.0.1:9001"), "backends[1].address: 127.0.0.1:9001 is listed twice");
+    assert_error(&GOOD.replace("- host: api.example.com\n    upstream: api\n", ""), "");
+    assert_error("", "the file is empty");
+    assert_error("listeners: [", "");
+    assert_error("listeners: []\nupstreams: {}", "listeners: define at least one listener");
+}
+
+#[test]
+fn several_pools_need_routes() {
+    let yaml = GOOD.split("routes:").next().unwrap();
+    assert_error(yaml, "routes: with more than one upstream");
+}
+
+#[test]
+fn server_settings_map_onto_pingora() {
+    let c = Config::parse_str(&format!("{GOOD}\nserver: {{threads: 3, grace_period_seconds: 1}}"), "t").unwrap();
+    let conf = c.server.pingora_conf();
+    assert_eq!((conf.threads, conf.grace_period_seconds), (3, Some(1)));
+    assert_eq!(conf.pid_file, server::DEFAULT_PID_FILE);
+}

@@ -1,0 +1,272 @@
+//! Value types of the config file that parse themselves with a clear message: socket addresses,
+//! durations (`"5s"`, `"250ms"`), HTTP status sets and hash keys. Field paths are added by the loader.
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// An `IP:port` socket address (`127.0.0.1:9001`, `[::1]:8080`). Host names are not resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Addr(pub SocketAddr);
+
+impl Addr {
+    /// Parses `IP:port`, explaining what is wrong otherwise.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map(Addr)
+            .map_err(|_| format!("{text:?} is not an IP:port address (e.g. 127.0.0.1:9001)"))
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Addr::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A duration written with a unit: `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    /// Parses `<number><unit>` where unit is `ms`, `s`, `m` or `h`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a duration (write e.g. \"250ms\", \"5s\", \"2m\")");
+        let text_t = text.trim();
+        let split = text_t
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(bad)?;
+        let (number, unit) = text_t.split_at(split);
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let ms = match unit {
+            "ms" => Some(n),
+            "s" => n.checked_mul(1_000),
+            "m" => n.checked_mul(60_000),
+            "h" => n.checked_mul(3_600_000),
+            _ => return Err(bad()),
+        };
+        ms.map(|ms| Dur(Duration::from_millis(ms))).ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Dur::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A set of accepted HTTP status codes, written as a list of codes (`200`), classes (`"2xx"`)
+/// and ranges (`"200-299"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSet(Vec<(u16, u16)>);
+
+impl Default for StatusSet {
+    /// 2xx and 3xx, as HAProxy and nginx accept by default.
+    fn default() -> Self {
+        StatusSet(vec![(200, 399)])
+    }
+}
+
+impl StatusSet {
+    /// Whether `code` is in the set.
+    pub fn contains(&self, code: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| lo <= code && code <= hi)
+    }
+
+    fn parse_item(text: &str) -> Result<(u16, u16), String> {
+        let bad = || format!("{text:?} is not a status code, class (\"2xx\") or range (\"200-299\")");
+        let code = |s: &str| -> Result<u16, String> {
+            let n: u16 = s.trim().parse().map_err(|_| bad())?;
+            (100..=599).contains(&n).then_some(n).ok_or_else(bad)
+        };
+        let text = text.trim();
+        if let Some(class) = text.strip_suffix("xx") {
+            let c = code(&format!("{class}00"))?;
+            return Ok((c, c + 99));
+        }
+        match text.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi) = (code(lo)?, code(hi)?);
+                (lo <= hi).then_some((lo, hi)).ok_or_else(bad)
+            }
+            None => code(text).map(|c| (c, c)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StatusSet;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of status codes, classes (\"2xx\") or ranges (\"200-299\")")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StatusSet, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<serde_yaml::Value>()? {
+                    let text = match item {
+                        serde_yaml::Value::Number(n) => n.to_string(),
+                        serde_yaml::Value::String(s) => s,
+                        other => format!("{other:?}"),
+                    };
+                    items.push(StatusSet::parse_item(&text).map_err(de::Error::custom)?);
+                }
+                if items.is_empty() {
+                    return Err(de::Error::custom("the list of accepted statuses is empty"));
+                }
+                Ok(StatusSet(items))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// Where a hashing algorithm takes its key from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// Path and query string (`/a/b?x=1`): nginx's `hash $request_uri`.
+    Uri,
+    /// Path without the query string.
+    Path,
+    /// The client's IP address.
+    SourceIp,
+    /// The first value of a request header.
+    Header(String),
+    /// The value of a cookie.
+    Cookie(String),
+}
+
+impl HashKey {
+    /// Parses `uri`, `path`, `source_ip`, `header:NAME` or `cookie:NAME`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("{text:?} is not a hash key (use uri, path, source_ip, header:NAME or cookie:NAME)")
+        };
+        match text.trim() {
+            "uri" => Ok(HashKey::Uri),
+            "path" => Ok(HashKey::Path),
+            "source_ip" => Ok(HashKey::SourceIp),
+            other => {
+                let (kind, name) = other.split_once(':').ok_or_else(bad)?;
+                Self::named(kind.trim(), name.trim()).ok_or_else(bad)
+            }
+        }
+    }
+
+    fn named(kind: &str, name: &str) -> Option<Self> {
+        let valid = !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+        match kind {
+            "header" if valid => Some(HashKey::Header(name.to_string())),
+            "cookie" if valid => Some(HashKey::Cookie(name.to_string())),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashKey::Uri => f.write_str("uri"),
+            HashKey::Path => f.write_str("path"),
+            HashKey::SourceIp => f.write_str("source_ip"),
+            HashKey::Header(name) => write!(f, "header:{name}"),
+            HashKey::Cookie(name) => write!(f, "cookie:{name}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HashKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HashKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("uri, path, source_ip, {header: NAME} or {cookie: NAME}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HashKey, E> {
+                HashKey::parse(v).map_err(E::custom)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HashKey, A::Error> {
+                let entry: Option<(String, String)> = map.next_entry()?;
+                let extra: Option<(String, serde_yaml::Value)> = map.next_entry()?;
+                let bad = || de::Error::custom("write {header: NAME} or {cookie: NAME}");
+                match (entry, extra) {
+                    (Some((kind, name)), None) => HashKey::named(&kind, &name).ok_or_else(bad),
+                    _ => Err(bad()),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(Dur::parse("250ms").unwrap().0, Duration::from_millis(250));
+        assert_eq!(Dur::parse("5s").unwrap().0, Duration::from_secs(5));
+        assert_eq!(Dur::parse("2m").unwrap().0, Duration::from_secs(120));
+        for bad in ["5", "s", "", "1.5s", "-1s", "5 sec", "99999999999999999h"] {
+            assert!(Dur::parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn status_sets_take_codes_classes_and_ranges() {
+        let set: StatusSet = serde_yaml::from_str("[204, \"3xx\", \"500-502\"]").unwrap();
+        assert!(set.contains(204) && set.contains(302) && set.contains(501));
+        assert!(!set.contains(200) && !set.contains(503));
+        assert!(StatusSet::default().contains(301) && !StatusSet::default().contains(404));
+        for bad in ["[]", "[99]", "[\"6xx\"]", "[\"300-200\"]", "[\"abc\"]"] {
+            assert!(serde_yaml::from_str::<StatusSet>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hash_keys_parse_from_strings_and_maps() {
+        let key = |s: &str| serde_yaml::from_str::<HashKey>(s);
+        assert_eq!(key("uri").unwrap(), HashKey::Uri);
+        assert_eq!(key("source_ip").unwrap(), HashKey::SourceIp);
+        assert_eq!(key("{header: X-User}").unwrap(), HashKey::Header("X-User".into()));
+        assert_eq!(key("cookie: sid").unwrap(), HashKey::Cookie("sid".into()));
+        assert_eq!(HashKey::parse("header:X-A").unwrap(), HashKey::Header("X-A".into()));
+        for bad in ["host", "{header: ''}", "{query: a}", "{header: a, cookie: b}", "header:"] {
+            assert!(key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_ip_and_port() {
+        assert!(Addr::parse("127.0.0.1:80").is_ok());
+        assert!(Addr::parse("[::1]:80").is_ok());
+        let err = Addr::parse("10.0.0.x:80").unwrap_err();
+        assert!(err.contains("\"10.0.0.x:80\" is not an IP:port"), "{err}");
+        assert!(Addr::parse("localhost:80").is_err());
+    }
+}

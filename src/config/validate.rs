@@ -1,0 +1,180 @@
+//! Cross-field rules serde cannot check: every route names an existing upstream, weights are in
+//! range, pools are not empty, hash algorithms have a key. The first problem is reported.
+
+use super::{Config, ConfigError, HealthCheckConf, Route, Timeouts, Upstream, MAX_WEIGHT};
+use std::collections::HashSet;
+
+type Problem = (String, String);
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> Result<(), Problem> {
+    Err((path.into(), message.into()))
+}
+
+impl Config {
+    /// Checks the rules across fields; `file` names the file in the error.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        self.check().map_err(|(path, message)| ConfigError::Invalid {
+            file: file.to_string(),
+            path,
+            message,
+        })
+    }
+
+    fn check(&self) -> Result<(), Problem> {
+        self.server
+            .check()
+            .or_else(|(field, msg)| problem(format!("server.{field}"), msg))?;
+        self.check_listeners()?;
+        if self.upstreams.is_empty() {
+            return problem("upstreams", "define at least one upstream");
+        }
+        for (name, upstream) in &self.upstreams {
+            check_upstream(name, upstream, self.server.max_retries)?;
+        }
+        self.check_routes()
+    }
+
+    fn check_listeners(&self) -> Result<(), Problem> {
+        if self.listeners.is_empty() {
+            return problem("listeners", "define at least one listener");
+        }
+        let mut seen = HashSet::new();
+        for (i, listener) in self.listeners.iter().enumerate() {
+            if !seen.insert(listener.address) {
+                let msg = format!("{} is listed twice", listener.address);
+                return problem(format!("listeners[{i}].address"), msg);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_routes(&self) -> Result<(), Problem> {
+        if self.routes.is_empty() && self.upstreams.len() > 1 {
+            return problem(
+                "routes",
+                "with more than one upstream, routes must say which requests go where",
+            );
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            self.check_route(&format!("routes[{i}]"), route)?;
+        }
+        Ok(())
+    }
+
+    fn check_route(&self, path: &str, route: &Route) -> Result<(), Problem> {
+        if !self.upstreams.contains_key(&route.upstream) {
+            let names: Vec<&str> = self.upstreams.keys().map(String::as_str).collect();
+            let msg = format!(
+                "no upstream named {:?} (defined: {})",
+                route.upstream,
+                names.join(", ")
+            );
+            return problem(format!("{path}.upstream"), msg);
+        }
+        if let Some(prefix) = &route.path_prefix {
+            if !prefix.starts_with('/') {
+                return problem(format!("{path}.path_prefix"), format!("{prefix:?} must start with /"));
+            }
+        }
+        if let Some(host) = &route.host {
+            check_host_pattern(host).or_else(|msg| problem(format!("{path}.host"), msg))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_host_pattern(host: &str) -> Result<(), String> {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{host:?} is not a host name (write e.g. example.com or *.example.com, no port)"
+        ))
+    }
+}
+
+fn check_upstream(name: &str, upstream: &Upstream, max_retries: usize) -> Result<(), Problem> {
+    let path = format!("upstreams.{name}");
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !name_ok {
+        return problem(&path, format!("{name:?} is not a valid name (letters, digits, - _ .)"));
+    }
+    check_backends(&path, upstream)?;
+    if upstream.algorithm.needs_key() && upstream.hash_key.is_none() {
+        let msg = format!(
+            "algorithm {} needs a key: uri, path, source_ip, {{header: NAME}} or {{cookie: NAME}}",
+            upstream.algorithm
+        );
+        return problem(format!("{path}.hash_key"), msg);
+    }
+    if upstream.retries >= max_retries {
+        let msg = format!("must be below server.max_retries ({max_retries})");
+        return problem(format!("{path}.retries"), msg);
+    }
+    if let Some(hc) = &upstream.health_check {
+        check_health(&format!("{path}.health_check"), hc)?;
+    }
+    check_timeouts(&format!("{path}.timeouts"), &upstream.timeouts)
+}
+
+fn check_backends(path: &str, upstream: &Upstream) -> Result<(), Problem> {
+    if upstream.backends.is_empty() {
+        return problem(format!("{path}.backends"), "a pool needs at least one backend");
+    }
+    let mut seen = HashSet::new();
+    for (i, backend) in upstream.backends.iter().enumerate() {
+        let here = format!("{path}.backends[{i}]");
+        if !(1..=MAX_WEIGHT).contains(&backend.weight) {
+            let msg = format!(
+                "{} is out of range: weights go from 1 to {MAX_WEIGHT} (remove a backend to stop its traffic)",
+                backend.weight
+            );
+            return problem(format!("{here}.weight"), msg);
+        }
+        if !seen.insert(backend.address) {
+            let msg = format!("{} is listed twice in this pool", backend.address);
+            return problem(format!("{here}.address"), msg);
+        }
+    }
+    Ok(())
+}
+
+fn check_health(path: &str, hc: &HealthCheckConf) -> Result<(), Problem> {
+    if !hc.path.starts_with('/') || hc.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return problem(format!("{path}.path"), format!("{:?} must start with / and have no spaces", hc.path));
+    }
+    if hc.host.is_empty() || http::HeaderValue::from_str(&hc.host).is_err() {
+        return problem(format!("{path}.host"), format!("{:?} is not a valid Host header", hc.host));
+    }
+    for (field, value) in [("interval", hc.interval), ("timeout", hc.timeout)] {
+        if value.0.is_zero() {
+            return problem(format!("{path}.{field}"), "must be longer than 0");
+        }
+    }
+    for (field, value) in [
+        ("healthy_threshold", hc.healthy_threshold),
+        ("unhealthy_threshold", hc.unhealthy_threshold),
+    ] {
+        if value == 0 {
+            return problem(format!("{path}.{field}"), "must be at least 1");
+        }
+    }
+    Ok(())
+}
+
+fn check_timeouts(path: &str, t: &Timeouts) -> Result<(), Problem> {
+    for (field, value) in [("connect", t.connect), ("read", t.read), ("write", t.write), ("idle", t.idle)] {
+        if value.0.is_zero() {
+            return problem(format!("{path}.{field}"), "must be longer than 0");
+        }
+    }
+    Ok(())
+}

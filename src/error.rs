@@ -1,0 +1,27 @@
+//! Start-up errors: everything that stops `lb` before it serves. Request-path errors use Pingora's.
+
+use crate::config::ConfigError;
+
+/// Why `lb` could not start. Each variant prints as one line naming what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener address cannot be bound.
+    #[error("listeners: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A pool could not be built.
+    #[error("upstreams.{pool}: {message}")]
+    Pool {
+        /// The pool.
+        pool: String,
+        /// What is wrong.
+        message: String,
+    },
+}
