@@ -1,7 +1,23 @@
 //! `lb`: an HTTP load balancer and reverse proxy on Cloudflare's Pingora.
 //!
+//! - [`cli`]: command-line flags, quick-start pools and overrides on top of the file.
 //! - [`config`]: the YAML model, loading with field-path errors, validation.
+//! - [`server`]: wiring: Pingora server, listeners, pools, background services.
+//! - [`proxy`]: the `ProxyHttp` implementation (routing, peer choice, retries, headers, errors).
+//! - [`route`]: host / path-prefix routing table.
+//! - [`upstream`]: a running pool: its balancer, key source, retries and peer options.
+//! - [`selection`]: balancing algorithms as Pingora `BackendSelection`s behind one trait.
+//! - [`key`]: extraction of hash keys (URI, path, source IP, header, cookie) from a request.
+//! - [`health`]: active HTTP health checks and the background service that runs them.
 //! - [`error`]: start-up errors.
 
+pub mod cli;
 pub mod config;
 pub mod error;
+pub mod health;
+pub mod key;
+pub mod proxy;
+pub mod route;
+pub mod selection;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,239 @@
+//! Command-line flags: Pingora's own (`-c -t -d -u`), overrides applied on top of the file, and a
+//! config-less quick start (`--listen` + `--backend`). Reading the file is `config`'s job.
+
+use crate::config::{Addr, Algorithm, BackendConf, Config, ConfigError, Dur, HashKey};
+use crate::config::{HealthCheckConf, Listener, ServerSettings, Timeouts, Upstream, DEFAULT_RETRIES};
+use clap::Parser;
+use pingora_core::server::configuration::Opt;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where `lb` listens when `--backend` is given without `--listen`.
+pub const DEFAULT_QUICK_LISTEN: &str = "127.0.0.1:8080";
+
+const ABOUT: &str = "An HTTP load balancer and reverse proxy on Cloudflare's Pingora.";
+const AFTER_HELP: &str = "\
+Examples:
+  lb -c conf/lb.yaml                      run in the foreground
+  lb -t -c conf/lb.yaml                   check a config file and exit (0 = valid)
+  lb -d -c conf/lb.yaml                   run as a daemon (returns once serving)
+  lb -u -d -c conf/lb.yaml; kill -QUIT <old pid>
+                                          graceful upgrade: the new process takes the listeners
+  lb --listen 127.0.0.1:8080 --backend 127.0.0.1:9001 --backend 127.0.0.1:9002,weight=2
+                                          quick start without a file
+
+Signals: SIGTERM graceful stop, SIGINT fast stop, SIGQUIT hand listeners to `lb -u` and stop.
+Logging: RUST_LOG=debug|info|warn|error (default info), e.g. RUST_LOG=lb=debug,info.";
+
+/// `lb`'s command line.
+#[derive(Debug, Parser)]
+#[command(name = "lb", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Configuration file (YAML); see conf/lb.yaml for an annotated example.
+    #[arg(short = 'c', long = "conf", value_name = "FILE")]
+    pub conf: Option<PathBuf>,
+
+    /// Test the configuration and exit: 0 when valid, 1 with the error otherwise.
+    #[arg(short = 't', long)]
+    pub test: bool,
+
+    /// Run in the background (daemon); see server.pid_file and server.error_log.
+    #[arg(short = 'd', long)]
+    pub daemon: bool,
+
+    /// Graceful upgrade: take over the listening sockets of the running lb (which then gets SIGQUIT).
+    #[arg(short = 'u', long)]
+    pub upgrade: bool,
+
+    /// Use this algorithm in every pool: round_robin, weighted_round_robin, random, hash, consistent.
+    #[arg(long, value_name = "NAME", value_parser = parse_algorithm, help_heading = "Overrides")]
+    pub algorithm: Option<Algorithm>,
+
+    /// Hash key for hash/consistent in every pool: uri, path, source_ip, header:NAME, cookie:NAME.
+    #[arg(long, value_name = "KEY", value_parser = HashKey::parse, help_heading = "Overrides")]
+    pub hash_key: Option<HashKey>,
+
+    /// Health-check every pool at this interval (e.g. 5s, 500ms), enabling checks where off.
+    #[arg(long, value_name = "DURATION", value_parser = Dur::parse, help_heading = "Overrides")]
+    pub health_check_interval: Option<Dur>,
+
+    /// Health-check every pool on this path (e.g. /healthz), enabling checks where off.
+    #[arg(long, value_name = "PATH", help_heading = "Overrides")]
+    pub health_check_path: Option<String>,
+
+    /// Quick start: listen here (repeatable; default 127.0.0.1:8080 when --backend is given).
+    #[arg(long, value_name = "ADDR", value_parser = Addr::parse, conflicts_with = "conf", help_heading = "Quick start (no config file)")]
+    pub listen: Vec<Addr>,
+
+    /// Quick start: a backend IP:port, optionally with a weight (127.0.0.1:9001,weight=3).
+    #[arg(long, value_name = "ADDR[,weight=N]", value_parser = parse_backend, conflicts_with = "conf", help_heading = "Quick start (no config file)")]
+    pub backend: Vec<(Addr, u32)>,
+}
+
+fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
+    text.parse()
+}
+
+fn parse_backend(text: &str) -> Result<(Addr, u32), String> {
+    let (addr, weight) = match text.split_once(',') {
+        None => (text, 1),
+        Some((addr, opt)) => {
+            let w = opt
+                .trim()
+                .strip_prefix("weight=")
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| format!("{opt:?}: write weight=N after the comma"))?;
+            (addr, w)
+        }
+    };
+    Ok((Addr::parse(addr)?, weight))
+}
+
+impl Cli {
+    /// Where the configuration comes from, for messages: the file or `command line`.
+    pub fn source(&self) -> String {
+        self.conf
+            .as_ref()
+            .map_or_else(|| "command line".to_string(), |p| p.display().to_string())
+    }
+
+    /// The configuration: the file (or quick-start flags) with overrides applied, validated.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.conf {
+            Some(path) => Config::parse_file(path)?,
+            None => self.quick_start()?,
+        };
+        self.apply_overrides(&mut config);
+        config.validate(&self.source())?;
+        Ok(config)
+    }
+
+    fn quick_start(&self) -> Result<Config, ConfigError> {
+        if self.backend.is_empty() {
+            return Err(ConfigError::Invalid {
+                file: self.source(),
+                path: String::new(),
+                message: "nothing to run: give -c FILE, or --backend ADDR (see lb --help)".into(),
+            });
+        }
+        let listen = if self.listen.is_empty() {
+            vec![Addr::parse(DEFAULT_QUICK_LISTEN).map_err(|m| self.flag_error(m))?]
+        } else {
+            self.listen.clone()
+        };
+        let backends = self
+            .backend
+            .iter()
+            .map(|&(address, weight)| BackendConf { address, weight })
+            .collect();
+        let pool = Upstream {
+            algorithm: Algorithm::default(),
+            hash_key: None,
+            backends,
+            health_check: None,
+            retries: DEFAULT_RETRIES,
+            timeouts: Timeouts::default(),
+        };
+        Ok(Config {
+            server: ServerSettings::default(),
+            listeners: listen.into_iter().map(|address| Listener { address }).collect(),
+            upstreams: BTreeMap::from([("default".to_string(), pool)]),
+            routes: Vec::new(),
+        })
+    }
+
+    fn flag_error(&self, message: String) -> ConfigError {
+        ConfigError::Invalid { file: self.source(), path: String::new(), message }
+    }
+
+    fn apply_overrides(&self, config: &mut Config) {
+        if self.daemon {
+            config.server.daemon = true;
+        }
+        for pool in config.upstreams.values_mut() {
+            self.override_pool(pool);
+        }
+    }
+
+    fn override_pool(&self, pool: &mut Upstream) {
+        if let Some(algorithm) = self.algorithm {
+            pool.algorithm = algorithm;
+        }
+        if let Some(key) = &self.hash_key {
+            pool.hash_key = Some(key.clone());
+        }
+        if self.health_check_interval.is_none() && self.health_check_path.is_none() {
+            return;
+        }
+        let check = pool.health_check.get_or_insert_with(HealthCheckConf::default);
+        if let Some(interval) = self.health_check_interval {
+            check.interval = interval;
+        }
+        if let Some(path) = &self.health_check_path {
+            check.path = path.clone();
+        }
+    }
+
+    /// Pingora's options: daemon and upgrade. The file is ours to read, so `conf` stays empty.
+    pub fn pingora_opt(&self) -> Opt {
+        Opt {
+            upgrade: self.upgrade,
+            daemon: self.daemon,
+            ..Opt::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("lb").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn quick_start_builds_one_pool() {
+        let c = cli(&["--backend", "127.0.0.1:9001", "--backend", "127.0.0.1:9002,weight=3"]);
+        let config = c.config().unwrap();
+        assert_eq!(config.listeners[0].address.to_string(), DEFAULT_QUICK_LISTEN);
+        let pool = &config.upstreams["default"];
+        assert_eq!(pool.backends.len(), 2);
+        assert_eq!(pool.backends[1].weight, 3);
+    }
+
+    #[test]
+    fn overrides_reach_every_pool() {
+        let c = cli(&[
+            "--backend", "127.0.0.1:9001", "--algorithm", "consistent", "--hash-key", "header:X-U",
+            "--health-check-path", "/healthz", "--health-check-interval", "500ms",
+        ]);
+        let pool = &c.config().unwrap().upstreams["default"];
+        assert_eq!(pool.algorithm, Algorithm::Consistent);
+        assert_eq!(pool.hash_key, Some(HashKey::Header("X-U".into())));
+        let hc = pool.health_check.as_ref().unwrap();
+        assert_eq!((hc.path.as_str(), hc.interval.to_string()), ("/healthz", "500ms".into()));
+    }
+
+    #[test]
+    fn hash_without_key_is_refused() {
+        let err = cli(&["--backend", "127.0.0.1:9001", "--algorithm", "hash"]).config().unwrap_err();
+        assert!(err.to_string().contains("upstreams.default.hash_key"), "{err}");
+    }
+
+    #[test]
+    fn bad_flags_are_refused_by_the_parser() {
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("lb").chain(args.iter().copied()));
+        assert!(parse(&["--algorithm", "fastest"]).is_err());
+        assert!(parse(&["--backend", "10.0.0.x:80"]).is_err());
+        assert!(parse(&["--backend", "127.0.0.1:80,w=2"]).is_err());
+        assert!(parse(&["-c", "x.yaml", "--backend", "127.0.0.1:80"]).is_err());
+        assert!(parse(&["--health-check-interval", "5"]).is_err());
+    }
+
+    #[test]
+    fn nothing_to_run() {
+        let err = cli(&[]).config().unwrap_err();
+        assert!(err.to_string().contains("give -c FILE"), "{err}");
+    }
+}

@@ -1,0 +1,146 @@
+//! The `ProxyHttp` implementation: each hook is a few lines that hand off to routing, the pool,
+//! the forwarding headers or the error responses. Pools and algorithms live elsewhere.
+
+mod forwarded;
+mod respond;
+
+use crate::route::Router;
+use crate::upstream::Pool;
+use async_trait::async_trait;
+use pingora_core::protocols::l4::socket::SocketAddr;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::RequestHeader;
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an unread request body is drained after the response so the client connection can
+/// be kept (nginx's `lingering_timeout`); after that the connection is closed.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The load balancer: a routing table over pools.
+pub struct Lb {
+    router: Router<Arc<Pool>>,
+}
+
+impl Lb {
+    /// A proxy routing with `router`.
+    pub fn new(router: Router<Arc<Pool>>) -> Self {
+        Lb { router }
+    }
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct Ctx {
+    /// The pool the request was routed to.
+    pool: Option<Arc<Pool>>,
+    /// Backends tried so far, in order.
+    tried: Vec<SocketAddr>,
+}
+
+impl Ctx {
+    /// Whether the pool's retry budget allows another attempt.
+    fn may_retry(&self) -> bool {
+        self.pool.as_ref().is_some_and(|p| self.tried.len() <= p.retries)
+    }
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+}
+
+/// The host a request is for: the URI's authority (absolute form, HTTP/2) or the `Host` header.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.uri
+        .host()
+        .or_else(|| req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()))
+}
+
+#[async_trait]
+impl ProxyHttp for Lb {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Keep the client connection when a response starts before the request body has been
+        // read (an echoing or early-answering backend), as nginx does; Pingora would close it.
+        let downstream = session.as_downstream_mut();
+        downstream.set_close_on_response_before_downstream_finish(false);
+        downstream.set_total_drain_timeout(Some(DRAIN_TIMEOUT));
+        let req = session.req_header();
+        ctx.pool = self.router.find(request_host(req), req.uri.path()).cloned();
+        if ctx.pool.is_some() {
+            return Ok(false);
+        }
+        respond::send(session, 404, "no route matches this host and path").await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let pool = ctx
+            .pool
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no pool"))?;
+        let client = client_ip(session);
+        let Some(backend) = pool.select(session.req_header(), client, &ctx.tried) else {
+            let why = format!("pool {}: no healthy backend", pool.name);
+            return Err(Error::explain(ErrorType::HTTPStatus(503), why));
+        };
+        let peer = pool
+            .peer(&backend)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "backend is not an IP address"))?;
+        ctx.tried.push(backend.addr);
+        Ok(peer)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        forwarded::set_headers(upstream_request, client_ip(session), "http")
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        if ctx.may_retry() {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // Pingora's policy (retry only idempotent requests whose body is still buffered, and
+        // only after a reused connection failed), capped by the pool's retry budget.
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if replayable && ctx.may_retry() {
+            e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+        let code = respond::status_for(e);
+        if code > 0 {
+            respond::send_error(session, code).await;
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+}

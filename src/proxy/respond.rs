@@ -1,0 +1,95 @@
+//! Responses `lb` writes itself: 404 for unrouted requests and the short error replies when
+//! proxying fails (503 no backend, 502 bad response, 504 timeout), with the status mapping.
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::StatusCode;
+use log::debug;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+fn build(code: u16, detail: &str) -> Result<(ResponseHeader, Bytes)> {
+    let reason = StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let body = Bytes::from(format!("{code} {reason}: {detail}\n"));
+    let mut resp = ResponseHeader::build(code, Some(4))?;
+    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(CONTENT_LENGTH, body.len())?;
+    resp.insert_header(CACHE_CONTROL, "no-store")?;
+    Ok((resp, body))
+}
+
+/// Answers the request with `code` and a one-line body, keeping the client connection.
+pub async fn send(session: &mut Session, code: u16, detail: &str) -> Result<()> {
+    let (resp, body) = build(code, detail)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Answers a failed proxy attempt with `code`, unless a response has already started.
+pub async fn send_error(session: &mut Session, code: u16) {
+    let detail = match code {
+        503 => "no backend is available",
+        504 => "the backend did not answer in time",
+        502 => "the backend failed",
+        408 => "the request was not received in time",
+        400 => "the request is malformed",
+        _ => "the request failed",
+    };
+    let result = match build(code, detail) {
+        Ok((resp, body)) => session.as_downstream_mut().write_error_response(resp, body).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        debug!("could not send the {code} response: {e}");
+    }
+}
+
+/// The status for a failed request: 503 when no backend could be reached (as HAProxy), 504 when
+/// a backend timed out, 502 for other backend failures, 4xx for client faults, 0 when the client
+/// is gone.
+pub fn status_for(e: &Error) -> u16 {
+    use ErrorType::*;
+    match (e.esource(), e.etype()) {
+        (_, HTTPStatus(code)) => *code,
+        (ErrorSource::Upstream, ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError)
+        | (ErrorSource::Upstream, TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert)
+        | (ErrorSource::Upstream, HandshakeError | BindError | SocketError | ConnectProxyFailure) => 503,
+        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => 504,
+        (ErrorSource::Upstream, _) => 502,
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => 0,
+        (ErrorSource::Downstream, ReadTimedout) => 408,
+        (ErrorSource::Downstream, _) => 400,
+        (ErrorSource::Internal | ErrorSource::Unset, _) => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(t: ErrorType) -> Box<Error> {
+        Error::new_up(t)
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(status_for(&up(ErrorType::ConnectRefused)), 503);
+        assert_eq!(status_for(&up(ErrorType::ReadTimedout)), 504);
+        assert_eq!(status_for(&up(ErrorType::InvalidHTTPHeader)), 502);
+        assert_eq!(status_for(&Error::explain(ErrorType::HTTPStatus(503), "x")), 503);
+        assert_eq!(status_for(&Error::new_down(ErrorType::ConnectionClosed)), 0);
+        assert_eq!(status_for(&Error::new_down(ErrorType::InvalidHTTPHeader)), 400);
+        assert_eq!(status_for(&Error::new_in(ErrorType::InternalError)), 500);
+    }
+
+    #[test]
+    fn bodies_are_one_line() {
+        let (resp, body) = build(503, "no backend is available").unwrap();
+        assert_eq!(resp.status, 503);
+        assert_eq!(&body[..], b"503 Service Unavailable: no backend is available\n");
+    }
+}
