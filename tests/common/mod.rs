@@ -1,0 +1,326 @@
+//! Test harness: real `lb` and `lb-demo` processes on loopback ports, killed on drop; an HTTP
+//! client that can bind a chosen 127.0.0.x source; polling with deadlines instead of sleeps.
+#![allow(dead_code)]
+
+pub mod client;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[allow(unused_imports)]
+pub use client::{get, Client, Resp};
+
+/// The `lb` binary under test.
+pub const LB: &str = env!("CARGO_BIN_EXE_lb");
+/// The demo backend binary.
+pub const DEMO: &str = env!("CARGO_BIN_EXE_lb-demo");
+
+/// A generous deadline for anything that should happen "soon" on a busy machine.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; true if it held.
+pub async fn eventually(limit: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+pub struct Guard(pub Child);
+
+impl Guard {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends signal `sig` (e.g. "TERM", "QUIT", "INT").
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends `sig` to process `pid` with kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("lb-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port free right now (bound, then released).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr")
+}
+
+/// A demo backend process.
+pub struct Demo {
+    pub name: String,
+    pub addr: SocketAddr,
+    proc: Option<Guard>,
+    extra: Vec<String>,
+}
+
+impl Demo {
+    /// Starts backend `name` on a free loopback port.
+    pub fn start(name: &str) -> Demo {
+        Self::start_with(name, &[])
+    }
+
+    /// Starts backend `name` with extra `lb-demo` flags (e.g. `--delay 5ms`).
+    pub fn start_with(name: &str, extra: &[&str]) -> Demo {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (proc, addr) = spawn_demo(name, "127.0.0.1:0".parse().unwrap(), &extra);
+        Demo { name: name.to_string(), addr, proc: Some(proc), extra }
+    }
+
+    /// Kills the process; its port stops answering.
+    pub fn kill(&mut self) {
+        self.proc = None;
+    }
+
+    /// Starts it again on the same address.
+    pub fn restart(&mut self) {
+        let end = Instant::now() + PATIENCE;
+        loop {
+            if let Some((proc, _)) = try_spawn_demo(&self.name, self.addr, &self.extra) {
+                self.proc = Some(proc);
+                return;
+            }
+            assert!(Instant::now() < end, "could not restart {} on {}", self.name, self.addr);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `address: ...` YAML line content.
+    pub fn yaml(&self) -> String {
+        format!("{{address: \"{}\"}}", self.addr)
+    }
+}
+
+fn spawn_demo(name: &str, addr: SocketAddr, extra: &[String]) -> (Guard, SocketAddr) {
+    try_spawn_demo(name, addr, extra).unwrap_or_else(|| panic!("lb-demo {name} did not start"))
+}
+
+fn try_spawn_demo(name: &str, addr: SocketAddr, extra: &[String]) -> Option<(Guard, SocketAddr)> {
+    let child = Command::new(DEMO)
+        .args(extra)
+        .arg(format!("{name}={addr}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn lb-demo");
+    let mut guard = Guard(child);
+    let stdout = guard.0.stdout.take()?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).ok()?;
+    let addr = line.trim().rsplit("http://").next()?.parse().ok()?;
+    Some((guard, addr))
+}
+
+/// A running `lb` with its own config file, listener, pid file and log.
+pub struct Lb {
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    pub proc: Guard,
+}
+
+impl Lb {
+    /// Starts `lb -c` on `yaml`, where `{listen}` is replaced by a free loopback address and
+    /// `{dir}` by the test's directory; adds a `server:` section with test-friendly settings when
+    /// there is none. Returns once the listener accepts connections.
+    pub fn start(yaml: &str) -> Lb {
+        Self::start_args(yaml, &[])
+    }
+
+    /// As [`Lb::start`], with extra command-line flags.
+    pub fn start_args(yaml: &str, args: &[&str]) -> Lb {
+        for _ in 0..3 {
+            if let Some(lb) = Self::try_start(yaml, args) {
+                return lb;
+            }
+        }
+        panic!("lb did not start");
+    }
+
+    fn try_start(yaml: &str, args: &[&str]) -> Option<Lb> {
+        let dir = TempDir::new("lb");
+        let addr = free_addr();
+        let conf = write_config(&dir, yaml, addr);
+        let mut all = vec!["-c".to_string(), conf.display().to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        Self::launch(dir, addr, &all)
+    }
+
+    /// Starts `lb` without a file: `--listen` on a free address plus `args` (e.g. `--backend`).
+    pub fn start_quick(args: &[String]) -> Lb {
+        for _ in 0..3 {
+            let addr = free_addr();
+            let mut all = vec!["--listen".to_string(), addr.to_string()];
+            all.extend(args.iter().cloned());
+            if let Some(lb) = Self::launch(TempDir::new("quick"), addr, &all) {
+                return lb;
+            }
+        }
+        panic!("lb did not start");
+    }
+
+    fn launch(dir: TempDir, addr: SocketAddr, args: &[String]) -> Option<Lb> {
+        let log = File::create(dir.path("lb.log")).expect("log file");
+        let child = Command::new(LB)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lb");
+        let mut lb = Lb { addr, dir, proc: Guard(child) };
+        match lb.wait_listening() {
+            true => Some(lb),
+            false if lb.log().contains("cannot listen") => None,
+            false => panic!("lb did not start:\n{}", lb.log()),
+        }
+    }
+
+    fn wait_listening(&mut self) -> bool {
+        let end = Instant::now() + PATIENCE;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.proc.0.try_wait() {
+                return false;
+            }
+            if TcpStream::connect(self.addr).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Everything `lb` logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("lb.log")).unwrap_or_default()
+    }
+
+    /// Peak resident memory of the process so far, in KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.proc.pid(), "VmHWM:")
+    }
+}
+
+/// Writes the config for a test: placeholders filled, test server settings added.
+pub fn write_config(dir: &TempDir, yaml: &str, listen: SocketAddr) -> PathBuf {
+    let d = dir.0.display().to_string();
+    let mut text = yaml.replace("{listen}", &listen.to_string()).replace("{dir}", &d);
+    if !text.contains("server:") {
+        text.push_str(&format!(
+            "\nserver: {{threads: 2, pid_file: {d}/lb.pid, upgrade_sock: {d}/upgrade.sock, \
+             grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1}}\n"
+        ));
+    }
+    let path = dir.path("lb.yaml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A field of /proc/PID/status in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `lb` with `args` to completion: (exit status, stdout, stderr).
+pub fn run_lb(args: &[&str]) -> (ExitStatus, String, String) {
+    let out = Command::new(LB).args(args).output().expect("run lb");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The directory of the crate (for `conf/`).
+pub fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Times of log lines containing `needle`, from env_logger's `[2026-11-21T05:11:51.937Z ...`.
+pub fn log_times(log: &str, needle: &str) -> Vec<SystemTime> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| parse_log_time(l.get(1..24)?))
+        .collect()
+}
+
+/// `2026-11-21T05:11:51.937` (UTC) as a `SystemTime`.
+fn parse_log_time(t: &str) -> Option<SystemTime> {
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let millis = (((days * 24 + hh) * 60 + mm) * 60 + ss) * 1000 + ms;
+    Some(UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).ok()?))
+}
