@@ -47,6 +47,7 @@ async fn chunked_request_bodies_pass_through() {
     req.headers_mut().insert("x-probe", "1".parse().unwrap());
     let resp = client.send(req).await.unwrap();
     assert!(resp.text().contains("transfer-encoding: chunked"), "{}", resp.text());
+    assert!(resp.text().ends_with("body: 300000 bytes\n"), "{}", resp.text());
 
     let resp = client.send(request("PUT", "/upload", streamed(300_000, 7_000, false))).await.unwrap();
     assert_eq!(resp.text(), "received 300000 bytes\n");

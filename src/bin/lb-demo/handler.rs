@@ -75,7 +75,7 @@ impl Backend {
             ("status", Some(code)) => self.reply(code as u16, &format!("{} {code}\n", self.name)),
             ("bytes", Some(len)) => self.with_name(Response::new(pattern(len))),
             ("echo", _) => self.echo(req),
-            ("headers", _) => self.reply(200, &dump_headers(&req)),
+            ("headers", _) => self.headers(req).await,
             ("upload", _) => self.upload(req).await,
             _ => self.reply(200, &format!("{}\n", self.name)),
         }
@@ -98,15 +98,23 @@ impl Backend {
     }
 
     async fn upload(&self, req: Request<Incoming>) -> Response<AnyBody> {
-        let mut body = req.into_body();
-        let mut total = 0u64;
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(frame) => total += frame.data_ref().map_or(0, |d| d.len() as u64),
-                Err(e) => return self.reply(400, &format!("body error: {e}\n")),
-            }
+        match body_length(req.into_body()).await {
+            Ok(total) => self.reply(200, &format!("received {total} bytes\n")),
+            Err(e) => self.reply(400, &format!("body error: {e}\n")),
         }
-        self.reply(200, &format!("received {total} bytes\n"))
+    }
+
+    /// The request line and headers, then the body's length (read whole first, so the
+    /// connection stays usable).
+    async fn headers(&self, req: Request<Incoming>) -> Response<AnyBody> {
+        let mut text = dump_headers(&req);
+        match body_length(req.into_body()).await {
+            Ok(total) => {
+                let _ = writeln!(text, "body: {total} bytes");
+                self.reply(200, &text)
+            }
+            Err(e) => self.reply(400, &format!("body error: {e}\n")),
+        }
     }
 
     fn control(&self, rest: &str) -> Response<AnyBody> {
@@ -162,6 +170,14 @@ fn split_arg(path: &str) -> (&str, Option<u64>) {
     let mut parts = path.trim_start_matches('/').splitn(3, '/');
     let first = parts.next().unwrap_or("");
     (first, parts.next().and_then(|a| a.parse().ok()))
+}
+
+async fn body_length(mut body: Incoming) -> Result<u64, hyper::Error> {
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        total += frame?.data_ref().map_or(0, |d| d.len() as u64);
+    }
+    Ok(total)
 }
 
 fn dump_headers(req: &Request<Incoming>) -> String {

@@ -22,7 +22,7 @@ Routes (every response carries X-Backend: NAME):
   /delay/MS             answers after MS milliseconds
   /status/CODE          answers with that status
   /echo                 streams the request body back (X-Echo-Method, X-Echo-Uri headers)
-  /headers              method, URI and every request header, one per line
+  /headers              method, URI, every request header (one per line), body length
   /bytes/N              streams N bytes
   /upload               reads the body and answers with its length
   /_demo/stats          JSON: requests, connections, in-flight
