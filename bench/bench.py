@@ -412,7 +412,8 @@ def count_instructions(name, work, ports, n):
             conn.getresponse().read()
         conn.close()
     finally:
-        proc.stop(signal.SIGINT, wait=120)
+        # HAProxy under valgrind ignores SIGINT; SIGTERM is an immediate stop for all three.
+        proc.stop(signal.SIGTERM if name == "haproxy" else signal.SIGINT, wait=120)
     total = 0
     for f in work.glob(f"callgrind.{name}.{n}*"):
         m = re.search(r"^(?:summary|totals):\s+(\d+)", f.read_text(errors="replace"), re.M)
@@ -424,8 +425,8 @@ def run_callgrind(work, ports, args):
     result = {}
     for name in CONTENDERS:
         small, large = count_instructions(name, work, ports, 500), count_instructions(name, work, ports, 2500)
-        result[name] = (large - small) / 2000
-        print(f"  callgrind {name}: {result[name]:.0f} instructions/request", flush=True)
+        result[name] = round((large - small) / 2000) if small and large else None
+        print(f"  callgrind {name}: {result[name]} instructions/request", flush=True)
     return result
 
 
@@ -466,8 +467,8 @@ def markdown(rows, callgrind, args):
     if callgrind:
         lines += ["", "| instructions per request (callgrind, small body, keep-alive) | lb | nginx | HAProxy "
                   "| lb vs nginx |", "|---|---:|---:|---:|---:|",
-                  f"| difference of 2500- and 500-request runs ÷ 2000 | {callgrind['lb']:.0f} "
-                  f"| {callgrind['nginx']:.0f} | {callgrind['haproxy']:.0f} "
+                  f"| difference of 2500- and 500-request runs ÷ 2000 | {callgrind['lb'] or '–'} "
+                  f"| {callgrind['nginx'] or '–'} | {callgrind['haproxy'] or '–'} "
                   f"| {ratio(callgrind['lb'], callgrind['nginx'])} |"]
     return "\n".join(lines) + "\n"
 
