@@ -12,15 +12,53 @@ use pingora_core::services::background::BackgroundService;
 use pingora_core::services::ServiceReadyNotifier;
 use pingora_error::{Error, ErrorType};
 use pingora_http::RequestHeader;
-use pingora_load_balancing::health_check::HttpHealthCheck;
+use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck};
+use pingora_load_balancing::Backend;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
-/// The health check of pool `pool`. Pingora logs each transition once, as
-/// `pool web backend 127.0.0.1:9001 becomes unhealthy, <reason>` (or `becomes healthy`).
-pub fn http_check(pool: &str, conf: &HealthCheckConf) -> Result<Box<HttpHealthCheck>, StartError> {
+/// A pool's HTTP check. Until `warming` is cleared (after the first round), one failure is
+/// enough to eject: a starting process (or the new one of an upgrade) serves only backends that
+/// answered, instead of trusting them for `unhealthy_threshold` rounds.
+struct PoolCheck {
+    http: HttpHealthCheck,
+    warming: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl HealthCheck for PoolCheck {
+    async fn check(&self, target: &Backend) -> pingora_error::Result<()> {
+        self.http.check(target).await
+    }
+
+    async fn health_status_change(&self, target: &Backend, healthy: bool) {
+        self.http.health_status_change(target, healthy).await
+    }
+
+    fn backend_summary(&self, target: &Backend) -> String {
+        self.http.backend_summary(target)
+    }
+
+    fn health_threshold(&self, success: bool) -> usize {
+        if self.warming.load(Ordering::Relaxed) {
+            1
+        } else {
+            self.http.health_threshold(success)
+        }
+    }
+}
+
+/// The health check of pool `pool`, strict while `warming` is set. Pingora logs each
+/// transition once, as `pool web backend 127.0.0.1:9001 becomes unhealthy, <reason>` (or
+/// `becomes healthy`).
+pub fn pool_check(pool: &str, conf: &HealthCheckConf, warming: Arc<AtomicBool>) -> Result<Box<dyn HealthCheck + Send + Sync>, StartError> {
+    Ok(Box::new(PoolCheck { http: http_check(pool, conf)?, warming }))
+}
+
+fn http_check(pool: &str, conf: &HealthCheckConf) -> Result<HttpHealthCheck, StartError> {
     let fail = |message: String| StartError::Pool { pool: pool.to_string(), message };
     let mut check = HttpHealthCheck::new(&conf.host, false);
     let mut req = RequestHeader::build("GET", conf.path.as_bytes(), None)
@@ -46,7 +84,7 @@ pub fn http_check(pool: &str, conf: &HealthCheckConf) -> Result<Box<HttpHealthCh
     }));
     let name = pool.to_string();
     check.set_backend_summary(move |b| format!("pool {name} backend {}", b.addr));
-    Ok(Box::new(check))
+    Ok(check)
 }
 
 /// Loads every pool's backends, runs one round of health checks, declares itself ready (so the
@@ -75,6 +113,9 @@ impl BackgroundService for PoolService {
             first_round.spawn(async move { pool.balancer().backends().run_health_check(true).await });
         }
         while first_round.join_next().await.is_some() {}
+        for pool in &self.pools {
+            pool.warmed_up();
+        }
         ready.notify_ready();
 
         let mut loops = JoinSet::new();

@@ -13,7 +13,7 @@ use pingora_load_balancing::discovery::Static;
 use pingora_load_balancing::{Backend, Backends, Extensions};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,8 @@ pub struct Pool {
     spread: AtomicU64,
     /// Time between health checks, when checks are on.
     pub health_interval: Option<Duration>,
+    /// Set until the first round of health checks is done (see `health::pool_check`).
+    warming: Arc<AtomicBool>,
 }
 
 impl Pool {
@@ -47,8 +49,9 @@ impl Pool {
             .collect();
         let count = set.len();
         let mut backends = Backends::new(Static::new(set));
+        let warming = Arc::new(AtomicBool::new(true));
         if let Some(hc) = &conf.health_check {
-            backends.set_health_check(health::http_check(name, hc)?);
+            backends.set_health_check(health::pool_check(name, hc, Arc::clone(&warming))?);
         }
         Ok(Pool {
             name: name.to_string(),
@@ -59,7 +62,13 @@ impl Pool {
             max_iterations: selection::max_iterations(count),
             spread: AtomicU64::new(0),
             health_interval: conf.health_check.as_ref().map(|hc| hc.interval.0),
+            warming,
         })
+    }
+
+    /// Ends the strict first round: from now on the configured thresholds apply.
+    pub fn warmed_up(&self) {
+        self.warming.store(false, Ordering::Relaxed);
     }
 
     /// The balancer, for the background service that updates and checks it.

@@ -166,3 +166,28 @@ routes:
     // The connection survives a 404.
     assert_eq!(send("api.test", "/").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_dead_at_start_up_is_ejected_before_the_first_request() {
+    let a = Demo::start("a");
+    let dead = common::free_addr();
+    let yaml = format!(
+        "listeners: [{{address: \"{{listen}}\"}}]
+upstreams:
+  web:
+    backends: [{}, {{address: \"{dead}\"}}]
+    health_check: {{path: /healthz, interval: 1h, unhealthy_threshold: 3}}
+",
+        a.yaml()
+    );
+    let lb = Lb::start(&yaml);
+    // The listener opened after one round of checks, which ejected the dead backend at once
+    // (even though later rounds need 3 failures): no request even tries it.
+    let mut client = Client::connect(lb.addr).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(client.get("/").await.unwrap().backend(), "a");
+    }
+    let log = lb.log();
+    assert!(log.contains(&format!("pool web backend {dead} becomes unhealthy")), "{log}");
+    assert!(!log.contains("Fail to proxy"), "a request was sent to the dead backend:\n{log}");
+}
