@@ -3,7 +3,7 @@
 
 use crate::config::{Addr, Algorithm, BackendConf, Config, ConfigError, Dur, HashKey};
 use crate::config::{HealthCheckConf, Listener, ServerSettings, Timeouts, Upstream, DEFAULT_RETRIES};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use pingora_core::server::configuration::Opt;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,8 +17,9 @@ Examples:
   lb -c conf/lb.yaml                      run in the foreground
   lb -t -c conf/lb.yaml                   check a config file and exit (0 = valid)
   lb -d -c conf/lb.yaml                   run as a daemon (returns once serving)
-  lb -u -d -c conf/lb.yaml; kill -QUIT <old pid>
-                                          graceful upgrade: the new process takes the listeners
+  lb upgrade -c conf/lb.yaml              graceful upgrade of the running daemon to this binary
+                                          and config (checked first; no request is dropped)
+  lb probe -c conf/lb.yaml                exit 0 when lb answers on its first listener
   lb --listen 127.0.0.1:8080 --backend 127.0.0.1:9001 --backend 127.0.0.1:9002,weight=2
                                           quick start without a file
 
@@ -26,11 +27,15 @@ Signals: SIGTERM graceful stop, SIGINT fast stop, SIGQUIT hand listeners to `lb 
 Logging: RUST_LOG=debug|info|warn|error (default info), e.g. RUST_LOG=lb=debug,info.";
 
 /// `lb`'s command line.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "lb", version, about = ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
+    /// What to do instead of running: upgrade the running lb, or probe it.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Configuration file (YAML); see conf/lb.yaml for an annotated example.
-    #[arg(short = 'c', long = "conf", value_name = "FILE")]
+    #[arg(short = 'c', long = "conf", value_name = "FILE", global = true)]
     pub conf: Option<PathBuf>,
 
     /// Test the configuration and exit: 0 when valid, 1 with the error otherwise.
@@ -46,28 +51,48 @@ pub struct Cli {
     pub upgrade: bool,
 
     /// Use this algorithm in every pool: round_robin, weighted_round_robin, random, hash, consistent.
-    #[arg(long, value_name = "NAME", value_parser = parse_algorithm, help_heading = "Overrides")]
+    #[arg(long, value_name = "NAME", value_parser = parse_algorithm, help_heading = "Overrides", global = true)]
     pub algorithm: Option<Algorithm>,
 
     /// Hash key for hash/consistent in every pool: uri, path, source_ip, header:NAME, cookie:NAME.
-    #[arg(long, value_name = "KEY", value_parser = HashKey::parse, help_heading = "Overrides")]
+    #[arg(long, value_name = "KEY", value_parser = HashKey::parse, help_heading = "Overrides", global = true)]
     pub hash_key: Option<HashKey>,
 
     /// Health-check every pool at this interval (e.g. 5s, 500ms), enabling checks where off.
-    #[arg(long, value_name = "DURATION", value_parser = Dur::parse, help_heading = "Overrides")]
+    #[arg(long, value_name = "DURATION", value_parser = Dur::parse, help_heading = "Overrides", global = true)]
     pub health_check_interval: Option<Dur>,
 
     /// Health-check every pool on this path (e.g. /healthz), enabling checks where off.
-    #[arg(long, value_name = "PATH", help_heading = "Overrides")]
+    #[arg(long, value_name = "PATH", help_heading = "Overrides", global = true)]
     pub health_check_path: Option<String>,
 
     /// Quick start: listen here (repeatable; default 127.0.0.1:8080 when --backend is given).
-    #[arg(long, value_name = "ADDR", value_parser = Addr::parse, conflicts_with = "conf", help_heading = "Quick start (no config file)")]
+    #[arg(long, value_name = "ADDR", value_parser = Addr::parse, conflicts_with = "conf", help_heading = "Quick start (no config file)", global = true)]
     pub listen: Vec<Addr>,
 
     /// Quick start: a backend IP:port, optionally with a weight (127.0.0.1:9001,weight=3).
-    #[arg(long, value_name = "ADDR[,weight=N]", value_parser = parse_backend, conflicts_with = "conf", help_heading = "Quick start (no config file)")]
+    #[arg(long, value_name = "ADDR[,weight=N]", value_parser = parse_backend, conflicts_with = "conf", help_heading = "Quick start (no config file)", global = true)]
     pub backend: Vec<(Addr, u32)>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Gracefully replace the running lb (found through server.pid_file) with a new process of
+    /// this binary and configuration: the configuration is checked first, then the new process
+    /// takes over the listening sockets and the old one finishes its requests and exits.
+    Upgrade {
+        /// How long the new process may take to get ready.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = Dur::parse)]
+        timeout: Dur,
+    },
+    /// Exit 0 when lb answers HTTP on its first listener (or ADDR), 1 otherwise: a health
+    /// check for containers and service managers.
+    Probe {
+        /// Address to probe instead of the configuration's first listener.
+        #[arg(long, value_name = "ADDR", value_parser = Addr::parse)]
+        addr: Option<Addr>,
+    },
 }
 
 fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
@@ -174,6 +199,38 @@ impl Cli {
         }
     }
 
+    /// The flags that describe the configuration (file, overrides, quick start), for starting
+    /// another `lb` with the same configuration.
+    pub fn forward_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: String| {
+            args.push(flag.to_string());
+            args.push(value);
+        };
+        if let Some(conf) = &self.conf {
+            push("--conf", conf.display().to_string());
+        }
+        if let Some(algorithm) = self.algorithm {
+            push("--algorithm", algorithm.name().to_string());
+        }
+        if let Some(key) = &self.hash_key {
+            push("--hash-key", key.to_string());
+        }
+        if let Some(interval) = self.health_check_interval {
+            push("--health-check-interval", interval.to_string());
+        }
+        if let Some(path) = &self.health_check_path {
+            push("--health-check-path", path.clone());
+        }
+        for addr in &self.listen {
+            push("--listen", addr.to_string());
+        }
+        for (addr, weight) in &self.backend {
+            push("--backend", format!("{addr},weight={weight}"));
+        }
+        args
+    }
+
     /// Pingora's options: daemon and upgrade. The file is ours to read, so `conf` stays empty.
     pub fn pingora_opt(&self) -> Opt {
         Opt {
@@ -229,6 +286,20 @@ mod tests {
         assert!(parse(&["--backend", "127.0.0.1:80,w=2"]).is_err());
         assert!(parse(&["-c", "x.yaml", "--backend", "127.0.0.1:80"]).is_err());
         assert!(parse(&["--health-check-interval", "5"]).is_err());
+    }
+
+    #[test]
+    fn forwarded_args_describe_the_same_configuration() {
+        let c = cli(&[
+            "upgrade", "--backend", "127.0.0.1:9001,weight=2", "--listen", "127.0.0.1:81",
+            "--algorithm", "hash", "--hash-key", "cookie:sid", "--health-check-interval", "1500ms",
+        ]);
+        assert!(matches!(c.command, Some(Command::Upgrade { .. })));
+        let again = Cli::try_parse_from(std::iter::once("lb".to_string()).chain(c.forward_args())).unwrap();
+        assert_eq!(again.forward_args(), c.forward_args());
+        let (a, b) = (c.config().unwrap(), again.config().unwrap());
+        assert_eq!(format!("{:?}", a.upstreams), format!("{:?}", b.upstreams));
+        assert_eq!(a.listeners[0].address, b.listeners[0].address);
     }
 
     #[test]

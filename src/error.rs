@@ -8,14 +8,6 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A listener address cannot be bound.
-    #[error("listeners: cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
     /// A pool could not be built.
     #[error("upstreams.{pool}: {message}")]
     Pool {

@@ -9,6 +9,11 @@
 //! - [`selection`]: balancing algorithms as Pingora `BackendSelection`s behind one trait.
 //! - [`key`]: extraction of hash keys (URI, path, source IP, header, cookie) from a request.
 //! - [`health`]: active HTTP health checks and the background service that runs them.
+//! - [`lifecycle`]: in-flight requests, draining, readiness, early exit, pid file.
+//! - [`preflight`]: checks of the machine before start-up (ports, user, paths).
+//! - [`upgrade`]: `lb upgrade`, the graceful replacement of a running daemon.
+//! - [`probe`]: `lb probe`, a liveness check for containers.
+//! - [`supervisor`]: PID 1 mode: runs lb as a child, upgrades it gracefully on SIGHUP.
 //! - [`error`]: start-up errors.
 
 pub mod cli;
@@ -16,8 +21,13 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod key;
+pub mod lifecycle;
+pub mod preflight;
+pub mod probe;
 pub mod proxy;
 pub mod route;
 pub mod selection;
 pub mod server;
+pub mod supervisor;
+pub mod upgrade;
 pub mod upstream;

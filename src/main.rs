@@ -1,7 +1,9 @@
-//! `lb`: parse the command line, start logging, load the configuration, run. The library does the rest.
+//! `lb`: parse the command line, start logging, load the configuration, run (or upgrade, or
+//! probe). The library does the rest.
 
 use clap::Parser;
-use lb::cli::Cli;
+use lb::cli::{Cli, Command};
+use lb::config::Config;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -11,20 +13,63 @@ fn main() -> ExitCode {
         .init();
     let config = match cli.config() {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("lb: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(e),
     };
+    match &cli.command {
+        Some(Command::Upgrade { timeout }) => upgrade(&cli, &config, timeout.0),
+        Some(Command::Probe { addr }) => probe(&config, addr.map(|a| a.0)),
+        None => run(&cli, config),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("lb: {e}");
+    ExitCode::FAILURE
+}
+
+fn run(cli: &Cli, config: Config) -> ExitCode {
+    // Listeners are only tried when they are not taken over from a running lb.
+    if let Err(e) = lb::preflight::check(&config, &cli.source(), !cli.test && !cli.upgrade) {
+        return fail(e);
+    }
     if cli.test {
         println!("lb: configuration {} is valid", cli.source());
         return ExitCode::SUCCESS;
     }
+    if lb::supervisor::wanted() {
+        return match lb::supervisor::run(cli.clone()) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => fail(e),
+        };
+    }
     match lb::server::run(config, cli.pingora_opt()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lb: {e}");
-            ExitCode::FAILURE
+        Err(e) => fail(e),
+    }
+}
+
+fn upgrade(cli: &Cli, config: &Config, timeout: std::time::Duration) -> ExitCode {
+    if let Err(e) = lb::preflight::check(config, &cli.source(), false) {
+        return fail(e);
+    }
+    match lb::upgrade::run(cli, config, timeout) {
+        Ok(summary) => {
+            println!("lb: {summary}");
+            ExitCode::SUCCESS
         }
+        Err(e) => fail(e),
+    }
+}
+
+fn probe(config: &Config, addr: Option<std::net::SocketAddr>) -> ExitCode {
+    let Some(addr) = addr.or_else(|| config.listeners.first().map(|l| l.address.0)) else {
+        return fail("no listener to probe");
+    };
+    match lb::probe::probe(addr) {
+        Ok(status) => {
+            println!("lb: http://{addr} answered {status}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }

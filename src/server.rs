@@ -4,15 +4,15 @@
 use crate::config::Config;
 use crate::error::StartError;
 use crate::health::PoolService;
+use crate::lifecycle::{remove_pid_file, survive_early_ready_signal, Draining, Lifecycle, LifecycleService};
 use crate::proxy::Lb;
 use crate::route::Router;
 use crate::upstream::Pool;
-use log::info;
 use pingora_core::server::configuration::Opt;
-use pingora_core::server::Server;
+use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::background::GenBackgroundService;
+use pingora_core::services::listening::Service;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Builds every pool of `config`, by name.
@@ -40,51 +40,44 @@ pub fn build_router(config: &Config, pools: &BTreeMap<String, Arc<Pool>>) -> Rou
     router
 }
 
-/// Fails early, with the address, when a listener cannot be bound (in use, no permission):
-/// Pingora would only find out inside a worker thread. Skipped when taking over sockets (`-u`).
-fn check_listeners(config: &Config) -> Result<(), StartError> {
-    for listener in &config.listeners {
-        let addr = listener.address.0;
-        probe_bind(addr).map_err(|source| StartError::Bind { addr, source })?;
-    }
-    Ok(())
-}
-
-fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)
-}
-
-/// Runs `lb` with `config` until it is told to stop. Returns only on a start-up error.
+/// Runs `lb` with `config` until it is told to stop. Returns only on a start-up error or after
+/// a stop; the daemon's parent and early exits leave from inside.
 pub fn run(config: Config, opt: Opt) -> Result<(), StartError> {
-    if !opt.upgrade {
-        check_listeners(&config)?;
+    // A waiting `lb -d` parent is told by this (pre-fork) pid once the listeners accept.
+    let notify_pid = (config.server.daemon && config.server.daemon_wait_for_ready).then(std::process::id);
+    if notify_pid.is_some() {
+        survive_early_ready_signal();
     }
     let pools = build_pools(&config)?;
     let router = build_router(&config, &pools);
+    let life = Lifecycle::new();
 
     let mut server = Server::new_with_opt_and_conf(opt, config.server.pingora_conf());
-    let mut pool_service = GenBackgroundService::new(
-        "lb pools".to_string(),
-        Arc::new(PoolService::new(pools.values().cloned().collect())),
-    );
-    pool_service.threads = Some(1);
-    let pools_ready = server.add_service(pool_service);
+    let phases = server.watch_execution_phase();
+    let pools_ready = server.add_service(one_thread("lb pools", PoolService::new(pools.values().cloned().collect())));
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, Lb::new(router), "lb proxy");
+    let lb = Lb::new(router, Arc::clone(&life));
+    let app = Draining::new(pingora_proxy::http_proxy(&server.configuration, lb), Arc::clone(&life));
+    let mut proxy = Service::new("lb proxy".to_string(), app);
     for listener in &config.listeners {
         proxy.add_tcp(&listener.address.to_string());
-        info!("listening on http://{}", listener.address);
     }
     let proxy = server.add_service(proxy);
     // The listeners open only once every pool has loaded and run a first round of checks.
     proxy.add_dependency(&pools_ready);
 
+    let listeners = config.listeners.iter().map(|l| l.address.0).collect();
+    let lifecycle = LifecycleService::new(life, listeners, notify_pid, &config.server.pid_file, phases);
+    server.add_service(one_thread("lb lifecycle", lifecycle)).add_dependency(&proxy);
+
     server.bootstrap();
-    server.run_forever()
+    server.run(RunArgs::default());
+    remove_pid_file(&config.server.pid_file);
+    Ok(())
+}
+
+fn one_thread<S>(name: &str, service: S) -> GenBackgroundService<S> {
+    let mut service = GenBackgroundService::new(name.to_string(), Arc::new(service));
+    service.threads = Some(1);
+    service
 }

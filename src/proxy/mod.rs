@@ -4,6 +4,7 @@
 mod forwarded;
 mod respond;
 
+use crate::lifecycle::{InflightGuard, Lifecycle};
 use crate::route::Router;
 use crate::upstream::Pool;
 use async_trait::async_trait;
@@ -23,12 +24,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The load balancer: a routing table over pools.
 pub struct Lb {
     router: Router<Arc<Pool>>,
+    life: Arc<Lifecycle>,
 }
 
 impl Lb {
-    /// A proxy routing with `router`.
-    pub fn new(router: Router<Arc<Pool>>) -> Self {
-        Lb { router }
+    /// A proxy routing with `router`, counting its requests in `life`.
+    pub fn new(router: Router<Arc<Pool>>, life: Arc<Lifecycle>) -> Self {
+        Lb { router, life }
     }
 }
 
@@ -39,6 +41,8 @@ pub struct Ctx {
     pool: Option<Arc<Pool>>,
     /// Backends tried so far, in order.
     tried: Vec<SocketAddr>,
+    /// Keeps the request counted as in flight until the context is dropped.
+    _inflight: Option<InflightGuard>,
 }
 
 impl Ctx {
@@ -64,7 +68,7 @@ impl ProxyHttp for Lb {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx::default()
+        Ctx { _inflight: Some(self.life.enter()), ..Ctx::default() }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -73,6 +77,10 @@ impl ProxyHttp for Lb {
         let downstream = session.as_downstream_mut();
         downstream.set_close_on_response_before_downstream_finish(false);
         downstream.set_total_drain_timeout(Some(DRAIN_TIMEOUT));
+        if self.life.draining() {
+            // Tell the client to reconnect (to the new process) rather than reuse this one.
+            downstream.set_keepalive(None);
+        }
         let req = session.req_header();
         ctx.pool = self.router.find(request_host(req), req.uri.path()).cloned();
         if ctx.pool.is_some() {

@@ -1,0 +1,69 @@
+//! Checks of the machine before start-up, so a daemon fails in the foreground with a clear line
+//! instead of deep inside Pingora: listeners free, user and group known, log and pid paths
+//! writable. The file's own consistency is `config`'s job.
+
+use crate::config::{Config, ConfigError};
+use crate::lifecycle::dir_writable;
+use std::net::SocketAddr;
+use std::path::Path;
+
+fn invalid(file: &str, path: &str, message: String) -> ConfigError {
+    ConfigError::Invalid { file: file.to_string(), path: path.to_string(), message }
+}
+
+/// Checks `config` (read from `file`) against this machine; `bind` also tries the listeners
+/// (not when testing a config or taking over listeners in an upgrade).
+pub fn check(config: &Config, file: &str, bind: bool) -> Result<(), ConfigError> {
+    if bind {
+        for (i, listener) in config.listeners.iter().enumerate() {
+            let addr = listener.address.0;
+            probe_bind(addr).map_err(|e| {
+                invalid(file, &format!("listeners[{i}].address"), format!("cannot listen on {addr}: {e}"))
+            })?;
+        }
+    }
+    let server = &config.server;
+    if let Some(user) = &server.user {
+        match nix::unistd::User::from_name(user) {
+            Ok(Some(_)) => {}
+            _ => return Err(invalid(file, "server.user", format!("no user named {user:?} on this machine"))),
+        }
+    }
+    if let Some(group) = &server.group {
+        match nix::unistd::Group::from_name(group) {
+            Ok(Some(_)) => {}
+            _ => return Err(invalid(file, "server.group", format!("no group named {group:?} on this machine"))),
+        }
+    }
+    if server.daemon {
+        check_daemon_paths(config, file)?;
+    }
+    Ok(())
+}
+
+fn check_daemon_paths(config: &Config, file: &str) -> Result<(), ConfigError> {
+    let server = &config.server;
+    if let Some(log) = &server.error_log {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+            .map_err(|e| invalid(file, "server.error_log", format!("cannot open {log}: {e}")))?;
+    }
+    if !dir_writable(Path::new(&server.pid_file)) {
+        let msg = format!("cannot write {} (its directory is missing or read-only)", server.pid_file);
+        return Err(invalid(file, "server.pid_file", msg));
+    }
+    Ok(())
+}
+
+/// Binds `addr` (with SO_REUSEADDR, as Pingora does) and lets it go again.
+fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)
+}

@@ -1,0 +1,390 @@
+//! The operations issue through real processes on loopback: `lb -d` returns once serving and
+//! cleans its pid file on SIGTERM; `lb upgrade` under constant load loses no request and
+//! carries a config change; SIGTERM lets an in-flight request finish; a broken config never
+//! touches the running process; the image's ENTRYPOINT/CMD run as a non-root user with the
+//! mounted conf/ layout; lb as PID 1 upgrades its child on SIGHUP.
+
+mod common;
+
+use common::client::{empty, request};
+use common::{eventually, get, run_lb, signal, write_config, Client, Demo, Lb, TempDir, LB, PATIENCE};
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A daemon started by a test: killed on drop if still alive.
+struct Daemon {
+    pid: u32,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if alive(self.pid) {
+            signal(self.pid, "KILL");
+        }
+    }
+}
+
+/// Whether `pid` runs (a zombie does not count).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}
+
+fn read_pid(path: &std::path::Path) -> u32 {
+    std::fs::read_to_string(path).unwrap_or_default().trim().parse().unwrap_or(0)
+}
+
+fn daemon_config(backends: &[&Demo]) -> String {
+    let list: Vec<String> = backends.iter().map(|d| d.yaml()).collect();
+    format!(
+        "server: {{daemon: true, pid_file: {{dir}}/lb.pid, upgrade_sock: {{dir}}/upgrade.sock, \
+         error_log: {{dir}}/error.log, threads: 2, grace_period_seconds: 5, graceful_shutdown_timeout_seconds: 2}}
+listeners: [{{address: \"{{listen}}\"}}]
+upstreams:
+  web:
+    backends: [{}]
+    health_check: {{path: /healthz, interval: 500ms}}
+",
+        list.join(", ")
+    )
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(LB).args(args).env("RUST_LOG", "info").output().expect("run lb")
+}
+
+/// Starts `lb -d` and returns once `lb -d` itself returned.
+fn start_daemon(dir: &TempDir, yaml: &str, listen: SocketAddr) -> (Daemon, String) {
+    let conf = write_config(dir, yaml, listen);
+    let out = run(&["-d", "-c", conf.to_str().unwrap()]);
+    let log = std::fs::read_to_string(dir.path("error.log")).unwrap_or_default();
+    assert!(out.status.success(), "lb -d failed: {}\n{log}", String::from_utf8_lossy(&out.stderr));
+    let pid = read_pid(&dir.path("lb.pid"));
+    assert!(pid > 0 && alive(pid), "pid file names no live process:\n{log}");
+    (Daemon { pid }, conf.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_serves_when_lb_d_returns_and_sigterm_removes_its_pid_file() {
+    let a = Demo::start("a");
+    let dir = TempDir::new("daemon");
+    let listen = common::free_addr();
+    let (daemon, _) = start_daemon(&dir, &daemon_config(&[&a]), listen);
+    // No polling: `lb -d` returned, so the listener must already accept.
+    let resp = get(listen, "/").await.expect("daemon not serving when lb -d returned");
+    assert_eq!((resp.status, resp.backend()), (200, "a".to_string()));
+    let log = std::fs::read_to_string(dir.path("error.log")).unwrap();
+    assert!(log.contains("lb ready"), "error_log lacks the ready line:\n{log}");
+
+    signal(daemon.pid, "TERM");
+    let gone = eventually(PATIENCE, async || !alive(daemon.pid)).await;
+    assert!(gone, "daemon still running after SIGTERM");
+    assert!(!dir.path("lb.pid").exists(), "pid file left behind");
+}
+
+/// Counters of a load run.
+#[derive(Default)]
+struct Load {
+    ok: AtomicU64,
+    errors: Mutex<Vec<String>>,
+    /// Backends seen after `mark` was set.
+    after_mark: Mutex<std::collections::BTreeSet<String>>,
+    mark: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Load {
+    fn record(&self, result: Result<common::Resp, common::client::Error>, what: &str) -> bool {
+        match result {
+            Ok(resp) if resp.status == 200 => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                if self.mark.load(Ordering::Relaxed) {
+                    self.after_mark.lock().unwrap().insert(resp.backend());
+                }
+                resp.header("connection").eq_ignore_ascii_case("close")
+            }
+            Ok(resp) => {
+                self.errors.lock().unwrap().push(format!("{what}: status {}", resp.status));
+                true
+            }
+            Err(e) => {
+                self.errors.lock().unwrap().push(format!("{what}: {e}"));
+                true
+            }
+        }
+    }
+}
+
+const MAX_PER_STREAM: usize = 20_000;
+
+/// A keep-alive stream: reuses its connection until the server says `Connection: close`.
+async fn keep_alive_stream(addr: SocketAddr, load: Arc<Load>) {
+    let mut client: Option<Client> = None;
+    for _ in 0..MAX_PER_STREAM {
+        if load.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if client.is_none() {
+            match Client::connect(addr).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    load.errors.lock().unwrap().push(format!("keep-alive connect: {e}"));
+                    continue;
+                }
+            }
+        }
+        let result = client.as_mut().expect("connected").get("/").await;
+        if load.record(result, "keep-alive") {
+            client = None;
+        }
+    }
+}
+
+/// A stream that opens a new connection for every request.
+async fn new_connection_stream(addr: SocketAddr, load: Arc<Load>) {
+    for _ in 0..MAX_PER_STREAM {
+        if load.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut req = request("GET", "/", empty());
+        req.headers_mut().insert("connection", "close".parse().unwrap());
+        let result = match Client::connect(addr).await {
+            Ok(mut c) => c.send(req).await,
+            Err(e) => Err(e),
+        };
+        load.record(result, "new-connection");
+    }
+}
+
+fn start_load(addr: SocketAddr, streams: usize) -> (Arc<Load>, Vec<tokio::task::JoinHandle<()>>) {
+    let load = Arc::new(Load::default());
+    let mut tasks = Vec::new();
+    for i in 0..streams {
+        let load = Arc::clone(&load);
+        tasks.push(if i % 2 == 0 {
+            tokio::spawn(keep_alive_stream(addr, load))
+        } else {
+            tokio::spawn(new_connection_stream(addr, load))
+        });
+    }
+    (load, tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upgrade_under_load_drops_nothing_and_carries_the_new_config() {
+    let (a, b, c) = (Demo::start("a"), Demo::start("b"), Demo::start("c"));
+    let dir = TempDir::new("upgrade");
+    let listen = common::free_addr();
+    let (old, conf) = start_daemon(&dir, &daemon_config(&[&a, &b]), listen);
+
+    let (load, tasks) = start_load(listen, 16);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    write_config(&dir, &daemon_config(&[&a, &b, &c]), listen);
+    let upgrade = tokio::task::spawn_blocking(move || run(&["upgrade", "-c", &conf])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&upgrade.stdout).into_owned();
+    assert!(upgrade.status.success(), "upgrade failed: {stdout}{}", String::from_utf8_lossy(&upgrade.stderr));
+    assert!(stdout.contains("upgraded: new pid"), "{stdout}");
+    load.mark.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    load.stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let new = Daemon { pid: read_pid(&dir.path("lb.pid")) };
+    let log = std::fs::read_to_string(dir.path("error.log")).unwrap_or_default();
+    let errors = load.errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "{} failed of {}: {:?}\n{log}", errors.len(), load.ok.load(Ordering::Relaxed), &errors[..errors.len().min(10)]);
+    assert!(load.ok.load(Ordering::Relaxed) > 1000, "too little load to mean anything");
+    assert!(eventually(PATIENCE, async || !alive(old.pid)).await, "old pid {} still running", old.pid);
+    assert!(new.pid != old.pid && alive(new.pid), "new pid {} not running", new.pid);
+    assert!(load.after_mark.lock().unwrap().contains("c"), "the new backend c never answered");
+    assert_eq!(get(listen, "/").await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_request_finish_and_refuses_new_connections() {
+    let a = Demo::start("a");
+    let yaml = format!(
+        "server: {{grace_period_seconds: 10, graceful_shutdown_timeout_seconds: 2}}
+listeners: [{{address: \"{{listen}}\"}}]
+upstreams: {{web: {{backends: [{}]}}}}
+",
+        a.yaml()
+    );
+    let mut lb = Lb::start(&yaml);
+    let addr = lb.addr;
+    let slow = tokio::spawn(async move { get(addr, "/delay/2000").await });
+    let in_flight = eventually(PATIENCE, async || {
+        get(a.addr, "/_demo/stats").await.is_ok_and(|r| r.text().contains("\"inflight\":1"))
+    })
+    .await;
+    assert!(in_flight, "the slow request never reached the backend");
+
+    let sent = Instant::now();
+    lb.proc.signal("TERM");
+    let refused = eventually(PATIENCE, async || tokio::net::TcpStream::connect(addr).await.is_err()).await;
+    assert!(refused, "the listener still accepts after SIGTERM");
+    let refused_after = sent.elapsed();
+    let resp = slow.await.unwrap().expect("in-flight request failed");
+    assert_eq!((resp.status, resp.text()), (200, "a\n".to_string()));
+    assert!(refused_after < Duration::from_secs(2), "listener closed only after {refused_after:?}");
+    let status = lb.proc.wait_exit(PATIENCE).expect("lb did not exit");
+    assert_eq!(status.code(), Some(0), "{}", lb.log());
+    assert!(lb.log().contains("no request in flight, exiting"), "{}", lb.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_config_leaves_the_running_lb_untouched() {
+    let a = Demo::start("a");
+    let dir = TempDir::new("broken");
+    let listen = common::free_addr();
+    let (daemon, conf) = start_daemon(&dir, &daemon_config(&[&a]), listen);
+    std::fs::write(&conf, std::fs::read_to_string(&conf).unwrap().replace("backends:", "backendz:")).unwrap();
+
+    let out = run(&["upgrade", "-c", &conf]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("upstreams.web.backendz: unknown field"), "{stderr}");
+    assert_eq!(read_pid(&dir.path("lb.pid")), daemon.pid);
+    assert!(alive(daemon.pid));
+    assert_eq!(get(listen, "/").await.unwrap().status, 200);
+
+    // A valid config whose new process cannot start is refused before the old one is touched.
+    let other = Demo::start("b");
+    std::fs::write(&conf, daemon_config(&[&other]).replace("{listen}", &listen.to_string()).replace("{dir}", "/nonexistent")).unwrap();
+    let out = run(&["upgrade", "-c", &conf]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(alive(daemon.pid));
+    assert_eq!(get(listen, "/").await.unwrap().backend(), "a");
+}
+
+fn is_root() -> bool {
+    nix_uid() == 0
+}
+
+fn nix_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// Runs `script` with bash in a fresh network namespace (its own loopback, so the shipped
+/// config's fixed ports cannot collide with anything), or None when that is not possible.
+fn in_netns(script: &str) -> Option<Output> {
+    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and unshare(1) for a private network namespace");
+        return None;
+    }
+    let full = format!("ip link set lo up 2>/dev/null || true\n{script}");
+    Some(Command::new("unshare").args(["--net", "bash", "-c", &full]).output().expect("unshare"))
+}
+
+#[test]
+fn the_image_entrypoint_runs_as_non_root_with_the_mounted_conf_layout() {
+    let root = TempDir::new("image");
+    let etc = root.path("etc/lb");
+    std::fs::create_dir_all(&etc).unwrap();
+    for entry in std::fs::read_dir(common::crate_dir().join("conf")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, etc.join(path.file_name().unwrap())).unwrap();
+    }
+    let dockerfile = std::fs::read_to_string(common::crate_dir().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["lb"]"#) && dockerfile.contains(r#"CMD ["-c", "/etc/lb/lb.yaml"]"#));
+    // chmod so the unprivileged user can reach the copied config, as a read-only mount would.
+    let _ = Command::new("chmod").args(["-R", "a+rX", root.0.to_str().unwrap()]).status();
+    let conf = etc.join("lb.yaml");
+    let script = format!(
+        "{demo} a=127.0.0.1:9001 b=127.0.0.1:9002 c=127.0.0.1:9003 >/dev/null 2>&1 &
+setpriv --reuid=65534 --regid=65534 --clear-groups {lb} -c {conf} 2>{log} &
+LB=$!
+for i in $(seq 300); do {lb} probe -c {conf} >/dev/null 2>&1 && break; sleep 0.1; done
+for i in 1 2 3; do {lb} probe --addr 127.0.0.1:8080 -c {conf} >/dev/null; done
+for i in 1 2 3; do
+  exec 3<>/dev/tcp/127.0.0.1/8080
+  printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3
+  timeout 5 cat <&3 | tail -n 1
+  exec 3>&-
+done | sort | tr '\\n' ' '
+echo; echo user=$(ps -o user= -p $LB)
+kill -TERM $LB; wait $LB; echo exit=$?
+kill %1",
+        demo = common::DEMO,
+        lb = LB,
+        conf = conf.display(),
+        log = root.path("lb.log").display(),
+    );
+    let Some(out) = in_netns(&script) else { return };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let log = std::fs::read_to_string(root.path("lb.log")).unwrap_or_default();
+    assert!(text.contains("a b c"), "no rotation through the image's config: {text}\n{log}");
+    assert!(text.contains("user=nobody") || text.contains("user=65534"), "{text}");
+    assert!(text.contains("exit=0"), "{text}\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn as_pid_1_lb_supervises_and_upgrades_its_child_on_sighup() {
+    if !is_root() {
+        eprintln!("skipped: needs root for a PID namespace");
+        return;
+    }
+    let (a, b) = (Demo::start("a"), Demo::start("b"));
+    let dir = TempDir::new("pid1");
+    let listen = common::free_addr();
+    let yaml = |backends: &[&Demo]| {
+        let list: Vec<String> = backends.iter().map(|d| d.yaml()).collect();
+        format!(
+            "server: {{upgrade_sock: {{dir}}/upgrade.sock, grace_period_seconds: 3}}\n\
+             listeners: [{{address: \"{{listen}}\"}}]\nupstreams: {{web: {{backends: [{}]}}}}\n",
+            list.join(", ")
+        )
+    };
+    let conf = write_config(&dir, &yaml(&[&a]), listen);
+    let log = std::fs::File::create(dir.path("lb.log")).unwrap();
+    let child = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", LB, "-c", conf.to_str().unwrap()])
+        .stderr(log)
+        .spawn()
+        .expect("unshare");
+    let unshare = common::Guard(child);
+    assert!(eventually(PATIENCE, async || get(listen, "/").await.is_ok()).await);
+    // The namespace's PID 1 is unshare's child.
+    let children = format!("/proc/{0}/task/{0}/children", unshare.pid());
+    let pid1: u32 = std::fs::read_to_string(children).unwrap().trim().parse().unwrap();
+
+    let (load, tasks) = start_load(listen, 8);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    write_config(&dir, &yaml(&[&b]), listen);
+    signal(pid1, "HUP");
+    let moved = eventually(PATIENCE, async || get(listen, "/").await.is_ok_and(|r| r.backend() == "b")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    load.stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let text = std::fs::read_to_string(dir.path("lb.log")).unwrap_or_default();
+    assert!(moved, "the new config never took effect:\n{text}");
+    let errors = load.errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "{:?}\n{text}", &errors[..errors.len().min(10)]);
+    assert!(text.contains("upgrade: pid"), "{text}");
+
+    signal(pid1, "TERM");
+    let mut unshare = unshare;
+    let status = unshare.wait_exit(PATIENCE).expect("supervisor did not stop");
+    assert!(status.success(), "{status:?}\n{text}");
+}
+
+#[test]
+fn probe_reports_whether_lb_answers() {
+    let free = common::free_addr().to_string();
+    let (status, _, err) = run_lb(&["probe", "--addr", &free, "--backend", "127.0.0.1:9"]);
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains(&free), "{err}");
+}
