@@ -100,10 +100,24 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port free right now (bound, then released).
+/// A loopback address free right now, for a listener of lb or a backend that must be down.
+///
+/// Ports come from just below the kernel's ephemeral range, in turn from a per-process start:
+/// a port released by "bind :0" could be handed out again to a demo backend (which binds :0)
+/// or to a client socket, while ports below the range are never handed out by the kernel.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr")
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low: usize = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
+    let (base, span) = (low.saturating_sub(12_000).max(1024), 12_000.min(low.saturating_sub(1024)).max(1));
+    let start = (std::process::id() as usize * 7919) % span;
+    for _ in 0..span {
+        let port = base + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// A demo backend process.
