@@ -2,7 +2,7 @@
 //! config-less quick start (`--listen` + `--backend`). Reading the file is `config`'s job.
 
 use crate::config::{Addr, Algorithm, BackendConf, Config, ConfigError, Dur, HashKey};
-use crate::config::{HealthCheckConf, Listener, ServerSettings, Timeouts, Upstream, DEFAULT_RETRIES};
+use crate::config::{HealthCheckConf, Listener, ServerSettings, Upstream};
 use clap::{Parser, Subcommand};
 use pingora_core::server::configuration::Opt;
 use std::collections::BTreeMap;
@@ -50,13 +50,18 @@ pub struct Cli {
     #[arg(short = 'u', long)]
     pub upgrade: bool,
 
-    /// Use this algorithm in every pool: round_robin, weighted_round_robin, random, hash, consistent.
+    /// Use this algorithm in every pool: round_robin (= weighted_round_robin), random, hash,
+    /// consistent, least_connections, power_of_two, least_time, sticky, first.
     #[arg(long, value_name = "NAME", value_parser = parse_algorithm, help_heading = "Overrides", global = true)]
     pub algorithm: Option<Algorithm>,
 
     /// Hash key for hash/consistent in every pool: uri, path, source_ip, header:NAME, cookie:NAME.
     #[arg(long, value_name = "KEY", value_parser = HashKey::parse, help_heading = "Overrides", global = true)]
     pub hash_key: Option<HashKey>,
+
+    /// Cap requests in flight per backend in every pool (max_connections), e.g. for `first`.
+    #[arg(long, value_name = "N", help_heading = "Overrides", global = true)]
+    pub max_connections: Option<usize>,
 
     /// Health-check every pool at this interval (e.g. 5s, 500ms), enabling checks where off.
     #[arg(long, value_name = "DURATION", value_parser = Dur::parse, help_heading = "Overrides", global = true)]
@@ -149,21 +154,15 @@ impl Cli {
         let backends = self
             .backend
             .iter()
-            .map(|&(address, weight)| BackendConf { address, weight })
+            .map(|&(address, weight)| BackendConf { address, weight, max_connections: None })
             .collect();
-        let pool = Upstream {
-            algorithm: Algorithm::default(),
-            hash_key: None,
-            backends,
-            health_check: None,
-            retries: DEFAULT_RETRIES,
-            timeouts: Timeouts::default(),
-        };
+        let pool = Upstream::new(backends);
         Ok(Config {
             server: ServerSettings::default(),
             listeners: listen.into_iter().map(|address| Listener { address }).collect(),
             upstreams: BTreeMap::from([("default".to_string(), pool)]),
             routes: Vec::new(),
+            metrics: None,
         })
     }
 
@@ -186,6 +185,9 @@ impl Cli {
         }
         if let Some(key) = &self.hash_key {
             pool.hash_key = Some(key.clone());
+        }
+        if let Some(max) = self.max_connections {
+            pool.max_connections = Some(max);
         }
         if self.health_check_interval.is_none() && self.health_check_path.is_none() {
             return;
@@ -215,6 +217,9 @@ impl Cli {
         }
         if let Some(key) = &self.hash_key {
             push("--hash-key", key.to_string());
+        }
+        if let Some(max) = self.max_connections {
+            push("--max-connections", max.to_string());
         }
         if let Some(interval) = self.health_check_interval {
             push("--health-check-interval", interval.to_string());

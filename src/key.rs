@@ -6,12 +6,12 @@ use http::header::COOKIE;
 use pingora_http::RequestHeader;
 use std::net::IpAddr;
 
-/// A key's bytes: borrowed from the request, or an IP address held inline.
+/// A key's bytes: borrowed from the request, or up to 16 bytes held inline (an IP address).
 pub enum Key<'a> {
     /// Bytes of the request.
     Bytes(&'a [u8]),
-    /// An IPv4 (4 bytes) or IPv6 (16 bytes) address.
-    Ip([u8; 16], usize),
+    /// Short bytes of our own, `.0[..len]`.
+    Inline([u8; 16], usize),
 }
 
 impl Key<'_> {
@@ -19,8 +19,16 @@ impl Key<'_> {
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Key::Bytes(b) => b,
-            Key::Ip(buf, len) => &buf[..*len],
+            Key::Inline(buf, len) => &buf[..*len],
         }
+    }
+
+    /// A key of `bytes` (at most 16 are kept).
+    pub fn inline(bytes: &[u8]) -> Key<'static> {
+        let mut buf = [0u8; 16];
+        let len = bytes.len().min(16);
+        buf[..len].copy_from_slice(&bytes[..len]);
+        Key::Inline(buf, len)
     }
 }
 
@@ -42,16 +50,9 @@ fn uri_bytes(req: &RequestHeader) -> &[u8] {
 }
 
 fn ip_key(ip: IpAddr) -> Key<'static> {
-    let mut buf = [0u8; 16];
     match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            buf[..4].copy_from_slice(&v4.octets());
-            Key::Ip(buf, 4)
-        }
-        IpAddr::V6(v6) => {
-            buf.copy_from_slice(&v6.octets());
-            Key::Ip(buf, 16)
-        }
+        IpAddr::V4(v4) => Key::inline(&v4.octets()),
+        IpAddr::V6(v6) => Key::inline(&v6.octets()),
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`selection`]: balancing algorithms as Pingora `BackendSelection`s behind one trait.
 //! - [`key`]: extraction of hash keys (URI, path, source IP, header, cookie) from a request.
 //! - [`health`]: active HTTP health checks and the background service that runs them.
+//! - [`metrics`]: the Prometheus endpoint and the counters it reads.
 //! - [`lifecycle`]: in-flight requests, draining, readiness, early exit, pid file.
 //! - [`preflight`]: checks of the machine before start-up (ports, user, paths).
 //! - [`upgrade`]: `lb upgrade`, the graceful replacement of a running daemon.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod health;
 pub mod key;
 pub mod lifecycle;
+pub mod metrics;
 pub mod preflight;
 pub mod probe;
 pub mod proxy;

@@ -21,6 +21,11 @@ pub fn check(config: &Config, file: &str, bind: bool) -> Result<(), ConfigError>
                 invalid(file, &format!("listeners[{i}].address"), format!("cannot listen on {addr}: {e}"))
             })?;
         }
+        if let Some(metrics) = &config.metrics {
+            let addr = metrics.address.0;
+            probe_bind(addr)
+                .map_err(|e| invalid(file, "metrics.address", format!("cannot listen on {addr}: {e}")))?;
+        }
     }
     let server = &config.server;
     if let Some(user) = &server.user {

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::error::StartError;
 use crate::health::PoolService;
+use crate::metrics::Metrics;
 use crate::lifecycle::{remove_pid_file, survive_early_ready_signal, Draining, Lifecycle, LifecycleService};
 use crate::proxy::Lb;
 use crate::route::Router;
@@ -65,6 +66,14 @@ pub fn run(config: Config, opt: Opt) -> Result<(), StartError> {
     let proxy = server.add_service(proxy);
     // The listeners open only once every pool has loaded and run a first round of checks.
     proxy.add_dependency(&pools_ready);
+
+    if let Some(metrics) = &config.metrics {
+        let app = Metrics::new(pools.values().cloned().collect(), Arc::clone(&life));
+        let mut service = Service::new("lb metrics".to_string(), app);
+        service.threads = Some(1);
+        service.add_tcp(&metrics.address.to_string());
+        server.add_service(service);
+    }
 
     let listeners = config.listeners.iter().map(|l| l.address.0).collect();
     let lifecycle = LifecycleService::new(life, listeners, notify_pid, &config.server.pid_file, phases);

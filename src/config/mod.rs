@@ -8,6 +8,30 @@ mod validate;
 pub use server::ServerSettings;
 pub use types::{Addr, Dur, HashKey, StatusSet};
 
+impl Upstream {
+    /// A pool of `backends` with every other setting at its default.
+    pub fn new(backends: Vec<BackendConf>) -> Self {
+        Upstream {
+            algorithm: Algorithm::default(),
+            hash_key: None,
+            backends,
+            health_check: None,
+            retries: DEFAULT_RETRIES,
+            timeouts: Timeouts::default(),
+            max_connections: None,
+            queue_size: 0,
+            queue_timeout: default_queue_timeout(),
+            ewma_decay: default_ewma_decay(),
+            sticky: StickyConf::default(),
+        }
+    }
+
+    /// A backend's `max_connections`: its own, else the pool's.
+    pub fn max_connections_of(&self, backend: &BackendConf) -> Option<usize> {
+        backend.max_connections.or(self.max_connections)
+    }
+}
+
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,6 +63,12 @@ pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
 /// Default consecutive failures that eject a backend (HAProxy's `fall`).
 pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+/// Default longest wait for a free slot.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time constant of `least_time`'s response-time average (Linkerd's).
+pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
+/// Default name of the `sticky` cookie.
+pub const DEFAULT_STICKY_COOKIE: &str = "lb_sticky";
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +84,17 @@ pub struct Config {
     /// Host / path-prefix rules, first match wins. May be left out when there is one upstream.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Prometheus metrics endpoint. Default: off.
+    #[serde(default)]
+    pub metrics: Option<MetricsConf>,
+}
+
+/// Where Prometheus scrapes `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConf {
+    /// `IP:port`, e.g. `127.0.0.1:9100` (keep it off the public interface).
+    pub address: Addr,
 }
 
 /// One listening address. (TLS settings will sit beside `address`.)
@@ -78,6 +119,19 @@ pub enum Algorithm {
     Hash,
     /// Consistent hashing of `hash_key` on a Ketama ring: removing a backend moves only its keys.
     Consistent,
+    /// Fewest requests in flight per weight (a full scan; ties shared in turn).
+    #[serde(alias = "least_conn")]
+    LeastConnections,
+    /// Two random backends, the one with fewer requests in flight per weight wins.
+    #[serde(alias = "p2c")]
+    PowerOfTwo,
+    /// Lowest expected latency: a decaying peak average of response time times the requests
+    /// waiting on it, between two random choices.
+    LeastTime,
+    /// Round robin for a new client, then a cookie keeps it on its backend.
+    Sticky,
+    /// Fill backends in configured order up to their `max_connections` (HAProxy's `first`).
+    First,
 }
 
 impl Algorithm {
@@ -88,6 +142,13 @@ impl Algorithm {
         ("random", Algorithm::Random),
         ("hash", Algorithm::Hash),
         ("consistent", Algorithm::Consistent),
+        ("least_connections", Algorithm::LeastConnections),
+        ("least_conn", Algorithm::LeastConnections),
+        ("power_of_two", Algorithm::PowerOfTwo),
+        ("p2c", Algorithm::PowerOfTwo),
+        ("least_time", Algorithm::LeastTime),
+        ("sticky", Algorithm::Sticky),
+        ("first", Algorithm::First),
     ];
 
     /// Whether the algorithm picks by `hash_key`.
@@ -145,10 +206,78 @@ pub struct Upstream {
     /// Timeouts towards the backends.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Most requests in flight per backend, for backends without their own. Default: no limit.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Requests that may wait for a free slot when every backend is at `max_connections`;
+    /// beyond that, 503 at once. Default 0 (no queue).
+    #[serde(default)]
+    pub queue_size: usize,
+    /// Longest wait in the queue before a 503. Default `5s`.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Dur,
+    /// `least_time`: how fast the response-time average forgets (its time constant).
+    /// Default `10s`.
+    #[serde(default = "default_ewma_decay")]
+    pub ewma_decay: Dur,
+    /// `sticky`: the cookie that pins a client.
+    #[serde(default)]
+    pub sticky: StickyConf,
 }
 
 fn default_retries() -> usize {
     DEFAULT_RETRIES
+}
+
+fn default_queue_timeout() -> Dur {
+    Dur(DEFAULT_QUEUE_TIMEOUT)
+}
+
+fn default_ewma_decay() -> Dur {
+    Dur(DEFAULT_EWMA_DECAY)
+}
+
+/// The `SameSite` attribute of the sticky cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SameSite {
+    /// `SameSite=Lax`.
+    Lax,
+    /// `SameSite=Strict`.
+    Strict,
+    /// `SameSite=None` (browsers then require `secure`).
+    None,
+}
+
+/// The cookie of the `sticky` algorithm.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StickyConf {
+    /// Cookie name. Default `lb_sticky`.
+    pub cookie: String,
+    /// `Max-Age`; without it the cookie lasts the browser session. Default: none.
+    pub ttl: Option<Dur>,
+    /// `Path`. Default `/`.
+    pub path: String,
+    /// Add `Secure`. Default `false`.
+    pub secure: bool,
+    /// Add `HttpOnly`. Default `true`.
+    pub http_only: bool,
+    /// `SameSite`. Default `lax`.
+    pub same_site: Option<SameSite>,
+}
+
+impl Default for StickyConf {
+    fn default() -> Self {
+        StickyConf {
+            cookie: DEFAULT_STICKY_COOKIE.to_string(),
+            ttl: None,
+            path: "/".to_string(),
+            secure: false,
+            http_only: true,
+            same_site: Some(SameSite::Lax),
+        }
+    }
 }
 
 /// One backend server.
@@ -160,6 +289,9 @@ pub struct BackendConf {
     /// Relative share of traffic, 1 to 256. Default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Most requests in flight at once; overrides the pool's `max_connections`.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 fn default_weight() -> u32 {

@@ -119,3 +119,32 @@ fn server_settings_map_onto_pingora() {
     assert_eq!((conf.threads, conf.grace_period_seconds), (3, Some(1)));
     assert_eq!(conf.pid_file, server::DEFAULT_PID_FILE);
 }
+
+#[test]
+fn load_aware_settings_load_and_are_checked() {
+    let yaml = GOOD.replace(
+        "    retries: 1\n",
+        "    retries: 1\n    max_connections: 10\n    queue_size: 8\n    queue_timeout: 2s\n    ewma_decay: 5s\n    sticky: {cookie: S, ttl: 1h, secure: true, same_site: none}\n",
+    );
+    let c = Config::parse_str(&yaml, "t.yaml").unwrap();
+    c.validate("t.yaml").unwrap();
+    let web = &c.upstreams["web"];
+    assert_eq!((web.max_connections, web.queue_size), (Some(10), 8));
+    assert_eq!(web.max_connections_of(&web.backends[0]), Some(10));
+    for name in ["least_connections", "least_conn", "power_of_two", "p2c", "least_time", "sticky", "first"] {
+        let y = yaml.replace("algorithm: consistent", &format!("algorithm: {name}"));
+        Config::parse_str(&y, "t").unwrap().validate("t").unwrap();
+        assert_eq!(name.parse::<Algorithm>().unwrap(), Config::parse_str(&y, "t").unwrap().upstreams["web"].algorithm);
+    }
+}
+
+#[test]
+fn load_aware_mistakes() {
+    assert_error(&GOOD.replace("algorithm: consistent", "algorithm: first"), "upstreams.web.max_connections: algorithm first fills");
+    assert_error(&GOOD.replace("weight: 3", "weight: 3\n        max_connections: 0"), "upstreams.web.backends[1].max_connections: must be at least 1");
+    assert_error(&GOOD.replace("    retries: 1\n", "    retries: 1\n    queue_timeout: 0s\n"), "upstreams.web.queue_timeout");
+    let sticky = GOOD.replace("algorithm: consistent", "algorithm: sticky");
+    assert_error(&sticky.replace("    retries: 1\n", "    retries: 1\n    sticky: {same_site: none}\n"), "upstreams.web.sticky.same_site");
+    assert_error(&sticky.replace("    retries: 1\n", "    retries: 1\n    sticky: {cookie: 'a b'}\n"), "upstreams.web.sticky.cookie");
+    assert_error(&format!("{GOOD}\nmetrics: {{address: 127.0.0.1:8080}}"), "metrics.address: 127.0.0.1:8080 is also a listener");
+}

@@ -1,7 +1,7 @@
 //! Cross-field rules serde cannot check: every route names an existing upstream, weights are in
 //! range, pools are not empty, hash algorithms have a key. The first problem is reported.
 
-use super::{Config, ConfigError, HealthCheckConf, Route, Timeouts, Upstream, MAX_WEIGHT};
+use super::{Algorithm, Config, ConfigError, HealthCheckConf, Route, SameSite, StickyConf, Timeouts, Upstream, MAX_WEIGHT};
 use std::collections::HashSet;
 
 type Problem = (String, String);
@@ -43,6 +43,11 @@ impl Config {
             if !seen.insert(listener.address) {
                 let msg = format!("{} is listed twice", listener.address);
                 return problem(format!("listeners[{i}].address"), msg);
+            }
+        }
+        if let Some(metrics) = &self.metrics {
+            if seen.contains(&metrics.address) {
+                return problem("metrics.address", format!("{} is also a listener", metrics.address));
             }
         }
         Ok(())
@@ -115,6 +120,13 @@ fn check_upstream(name: &str, upstream: &Upstream, max_retries: usize) -> Result
         );
         return problem(format!("{path}.hash_key"), msg);
     }
+    check_capacity(&path, upstream)?;
+    if upstream.algorithm == Algorithm::Sticky {
+        check_sticky(&format!("{path}.sticky"), &upstream.sticky)?;
+    }
+    if upstream.ewma_decay.0.is_zero() {
+        return problem(format!("{path}.ewma_decay"), "must be longer than 0");
+    }
     if upstream.retries >= max_retries {
         let msg = format!("must be below server.max_retries ({max_retries})");
         return problem(format!("{path}.retries"), msg);
@@ -123,6 +135,42 @@ fn check_upstream(name: &str, upstream: &Upstream, max_retries: usize) -> Result
         check_health(&format!("{path}.health_check"), hc)?;
     }
     check_timeouts(&format!("{path}.timeouts"), &upstream.timeouts)
+}
+
+fn check_capacity(path: &str, upstream: &Upstream) -> Result<(), Problem> {
+    if upstream.max_connections == Some(0) {
+        return problem(format!("{path}.max_connections"), "must be at least 1 (leave it out for no limit)");
+    }
+    for (i, backend) in upstream.backends.iter().enumerate() {
+        if backend.max_connections == Some(0) {
+            let msg = "must be at least 1 (leave it out for no limit)";
+            return problem(format!("{path}.backends[{i}].max_connections"), msg);
+        }
+    }
+    let capped = upstream.backends.iter().all(|b| upstream.max_connections_of(b).is_some());
+    if upstream.algorithm == Algorithm::First && !capped {
+        let msg = "algorithm first fills each backend up to its max_connections: set it on the pool or on every backend";
+        return problem(format!("{path}.max_connections"), msg);
+    }
+    if upstream.queue_timeout.0.is_zero() {
+        return problem(format!("{path}.queue_timeout"), "must be longer than 0");
+    }
+    Ok(())
+}
+
+fn check_sticky(path: &str, sticky: &StickyConf) -> Result<(), Problem> {
+    let token_ok = !sticky.cookie.is_empty()
+        && sticky.cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token_ok {
+        return problem(format!("{path}.cookie"), format!("{:?} is not a valid cookie name", sticky.cookie));
+    }
+    if !sticky.path.starts_with('/') || sticky.path.bytes().any(|b| b <= b' ' || b == b';' || b == 0x7f) {
+        return problem(format!("{path}.path"), format!("{:?} must start with / and have no spaces or ;", sticky.path));
+    }
+    if sticky.same_site == Some(SameSite::None) && !sticky.secure {
+        return problem(format!("{path}.same_site"), "same_site: none needs secure: true (browsers reject it otherwise)");
+    }
+    Ok(())
 }
 
 fn check_backends(path: &str, upstream: &Upstream) -> Result<(), Problem> {

@@ -4,18 +4,24 @@
 mod forwarded;
 mod respond;
 
+use crate::config::Algorithm;
 use crate::lifecycle::{InflightGuard, Lifecycle};
 use crate::route::Router;
+use crate::selection::load::Lease;
 use crate::upstream::Pool;
 use async_trait::async_trait;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// What a failed attempt (or a 5xx answer) counts as in `least_time`'s average, at least: a
+/// backend that refuses connections or fails fast must not look fast.
+const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 
 /// How long an unread request body is drained after the response so the client connection can
 /// be kept (nginx's `lingering_timeout`); after that the connection is closed.
@@ -41,6 +47,10 @@ pub struct Ctx {
     pool: Option<Arc<Pool>>,
     /// Backends tried so far, in order.
     tried: Vec<SocketAddr>,
+    /// The slot held on the current attempt's backend; replaced on a retry, dropped at the end.
+    lease: Option<Lease>,
+    /// When the current attempt started.
+    attempt_started: Option<Instant>,
     /// Keeps the request counted as in flight until the context is dropped.
     _inflight: Option<InflightGuard>,
 }
@@ -49,6 +59,17 @@ impl Ctx {
     /// Whether the pool's retry budget allows another attempt.
     fn may_retry(&self) -> bool {
         self.pool.as_ref().is_some_and(|p| self.tried.len() <= p.retries)
+    }
+
+    /// Counts the current attempt as failed (and, for `least_time`, as slow).
+    fn attempt_failed(&self) {
+        let Some(lease) = &self.lease else { return };
+        let state = lease.state();
+        state.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.pool.as_ref().is_some_and(|p| p.algorithm == Algorithm::LeastTime) {
+            let took = self.attempt_started.map(|t| t.elapsed()).unwrap_or_default();
+            state.latency.observe(took.max(FAILURE_PENALTY));
+        }
     }
 }
 
@@ -95,16 +116,55 @@ impl ProxyHttp for Lb {
             .pool
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no pool"))?;
+        // A retry gives the previous backend's slot back before taking another.
+        ctx.lease = None;
         let client = client_ip(session);
-        let Some(backend) = pool.select(session.req_header(), client, &ctx.tried) else {
-            let why = format!("pool {}: no healthy backend", pool.name);
-            return Err(Error::explain(ErrorType::HTTPStatus(503), why));
+        let key = pool.key(session.req_header(), client);
+        let picked = match pool.pick(key.as_bytes(), &ctx.tried).await {
+            Ok(picked) => picked,
+            Err(refused) => {
+                let why = format!("pool {}: {refused}", pool.name);
+                return Err(Error::explain(ErrorType::HTTPStatus(503), why));
+            }
         };
         let peer = pool
-            .peer(&backend)
+            .peer(&picked.backend)
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "backend is not an IP address"))?;
-        ctx.tried.push(backend.addr);
+        ctx.tried.push(picked.backend.addr);
+        ctx.lease = Some(picked.lease);
+        ctx.attempt_started = Some(Instant::now());
         Ok(peer)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(pool), Some(lease), Some(started)) = (&ctx.pool, &ctx.lease, ctx.attempt_started) {
+            if pool.algorithm == Algorithm::LeastTime {
+                // A quick 5xx is no sign of a good backend: it counts as a failed attempt.
+                let took = started.elapsed();
+                let failed = upstream_response.status.is_server_error();
+                lease.state().latency.observe(if failed { took.max(FAILURE_PENALTY) } else { took });
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(pool), Some(lease)) = (&ctx.pool, &ctx.lease) {
+            if let Some(cookie) = pool.sticky_cookie(session.req_header(), lease.state()) {
+                upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -117,6 +177,7 @@ impl ProxyHttp for Lb {
     }
 
     fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        ctx.attempt_failed();
         if ctx.may_retry() {
             e.set_retry(true);
         }
@@ -131,6 +192,7 @@ impl ProxyHttp for Lb {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
+        ctx.attempt_failed();
         let mut e = e.more_context(format!("Peer: {peer}"));
         // Pingora's policy (retry only idempotent requests whose body is still buffered, and
         // only after a reused connection failed), capped by the pool's retry budget.
@@ -142,6 +204,12 @@ impl ProxyHttp for Lb {
             e.set_retry(false);
         }
         e
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if let (Some(pool), Some(resp)) = (&ctx.pool, session.response_written()) {
+            pool.responses.count(resp.status.as_u16());
+        }
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
