@@ -36,6 +36,7 @@ LB_BIN = ROOT / "target" / "release" / "lb"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LB_CPU, LOAD_CPU = "0", "1"
 CONTENDERS = ["lb", "nginx", "haproxy"]
+LB_SERVER_EXTRA = ""  # e.g. "work_stealing: false", from --lb-server
 SMALL_BODY = "hello world\n"
 
 
@@ -171,9 +172,10 @@ def lb_conf(work, port, ports, algorithm, features):
         extra += f"metrics: {{address: 127.0.0.1:{free_port()}}}\n"
     if "access_log" in features:
         extra += f"access_log: {{path: {work}/access.log}}\n"
+    server_extra = "".join(f"  {kv.strip()}\n" for kv in LB_SERVER_EXTRA.split(",") if kv.strip())
     conf = f"""server:
   threads: 1
-  pid_file: {work}/lb.pid
+{server_extra}  pid_file: {work}/lb.pid
   upgrade_sock: {work}/lb.sock
   upstream_keepalive_pool_size: 1024
 listeners: [{{address: 127.0.0.1:{port}}}]
@@ -534,7 +536,12 @@ def main():
     ap.add_argument("--no-curve", action="store_true")
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--lb-server", default="", help="extra server settings for lb, comma-separated key: value")
+    ap.add_argument("--contenders", default=",".join(CONTENDERS))
     args = ap.parse_args()
+    global LB_SERVER_EXTRA
+    LB_SERVER_EXTRA = args.lb_server
+    CONTENDERS[:] = [c for c in args.contenders.split(",") if c]
     args.only = [s for s in args.only.split(",") if s]
     args.curve, args.curve_duration, args.curve_reps = [1, 4, 16, 64, 128, 256], 5, 1
     if args.quick:

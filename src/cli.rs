@@ -163,6 +163,7 @@ impl Cli {
             upstreams: BTreeMap::from([("default".to_string(), pool)]),
             routes: Vec::new(),
             metrics: None,
+            access_log: None,
         })
     }
 

@@ -10,6 +10,7 @@
 //! - [`key`]: extraction of hash keys (URI, path, source IP, header, cookie) from a request.
 //! - [`health`]: active HTTP health checks and the background service that runs them.
 //! - [`metrics`]: the Prometheus endpoint and the counters it reads.
+//! - [`access_log`]: one line per request, written off the request path.
 //! - [`lifecycle`]: in-flight requests, draining, readiness, early exit, pid file.
 //! - [`preflight`]: checks of the machine before start-up (ports, user, paths).
 //! - [`upgrade`]: `lb upgrade`, the graceful replacement of a running daemon.
@@ -17,6 +18,7 @@
 //! - [`supervisor`]: PID 1 mode: runs lb as a child, upgrades it gracefully on SIGHUP.
 //! - [`error`]: start-up errors.
 
+pub mod access_log;
 pub mod cli;
 pub mod config;
 pub mod error;

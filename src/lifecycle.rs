@@ -217,6 +217,7 @@ impl LifecycleService {
             quiet = if idle { quiet + POLL } else { Duration::ZERO };
         }
         info!("no request in flight, exiting");
+        crate::access_log::flush_all();
         remove_pid_file(&self.pid_file);
         std::process::exit(0);
     }

@@ -43,6 +43,10 @@ pub fn check(config: &Config, file: &str, bind: bool) -> Result<(), ConfigError>
     if server.daemon {
         check_daemon_paths(config, file)?;
     }
+    if let Some(log) = &config.access_log {
+        crate::access_log::open(Path::new(&log.path))
+            .map_err(|e| invalid(file, "access_log.path", format!("cannot open {}: {e}", log.path)))?;
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Wiring: turns a validated `Config` into a Pingora server with the proxy service on every
 //! listener and one background service for the pools, then runs it. No request logic here.
 
+use crate::access_log::{AccessLog, AccessLogService};
 use crate::config::Config;
 use crate::error::StartError;
 use crate::health::PoolService;
@@ -14,6 +15,7 @@ use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::background::GenBackgroundService;
 use pingora_core::services::listening::Service;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Builds every pool of `config`, by name.
@@ -57,7 +59,11 @@ pub fn run(config: Config, opt: Opt) -> Result<(), StartError> {
     let phases = server.watch_execution_phase();
     let pools_ready = server.add_service(one_thread("lb pools", PoolService::new(pools.values().cloned().collect())));
 
-    let lb = Lb::new(router, Arc::clone(&life));
+    let access_log = config.access_log.as_ref().map(|conf| AccessLog::new(Path::new(&conf.path)));
+    if let Some(log) = &access_log {
+        server.add_service(one_thread("lb access log", AccessLogService(Arc::clone(log))));
+    }
+    let lb = Lb::new(router, Arc::clone(&life), access_log);
     let app = Draining::new(pingora_proxy::http_proxy(&server.configuration, lb), Arc::clone(&life));
     let mut proxy = Service::new("lb proxy".to_string(), app);
     for listener in &config.listeners {
@@ -81,6 +87,7 @@ pub fn run(config: Config, opt: Opt) -> Result<(), StartError> {
 
     server.bootstrap();
     server.run(RunArgs::default());
+    crate::access_log::flush_all();
     remove_pid_file(&config.server.pid_file);
     Ok(())
 }

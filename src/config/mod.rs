@@ -87,6 +87,17 @@ pub struct Config {
     /// Prometheus metrics endpoint. Default: off.
     #[serde(default)]
     pub metrics: Option<MetricsConf>,
+    /// Access log. Default: off.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConf>,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConf {
+    /// File appended to (created if missing); `/dev/stdout` in a container.
+    pub path: String,
 }
 
 /// Where Prometheus scrapes `/metrics`.

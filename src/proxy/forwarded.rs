@@ -3,8 +3,9 @@
 
 use http::header::HOST;
 use http::HeaderValue;
-use pingora_error::{ErrorType, OrErr, Result};
+use pingora_error::Result;
 use pingora_http::RequestHeader;
+use std::io::Write;
 use std::net::IpAddr;
 
 const XFF: &str = "x-forwarded-for";
@@ -15,29 +16,41 @@ const XFH: &str = "x-forwarded-host";
 /// header) and sets `X-Forwarded-Proto` to `scheme` and `X-Forwarded-Host` to the `Host`.
 pub fn set_headers(req: &mut RequestHeader, client: Option<IpAddr>, scheme: &'static str) -> Result<()> {
     if let Some(ip) = client {
-        let xff = appended_xff(req, ip.to_canonical());
-        let value = HeaderValue::from_str(&xff).or_err(ErrorType::InvalidHTTPHeader, "X-Forwarded-For")?;
+        let value = xff_value(req, ip.to_canonical());
         req.insert_header(XFF, value)?;
     }
-    req.insert_header(XFP, scheme)?;
+    req.insert_header(XFP, HeaderValue::from_static(scheme))?;
     if let Some(host) = req.headers.get(HOST).cloned() {
         req.insert_header(XFH, host)?;
     }
     Ok(())
 }
 
-fn appended_xff(req: &RequestHeader, ip: IpAddr) -> String {
-    let mut xff = String::new();
-    for value in req.headers.get_all(XFF) {
-        if let Ok(text) = value.to_str() {
-            if !text.trim().is_empty() {
-                xff.push_str(text.trim());
-                xff.push_str(", ");
-            }
-        }
-    }
-    xff.push_str(&ip.to_string());
-    xff
+/// The new `X-Forwarded-For`: earlier values, then `ip`. Without earlier values (the common
+/// case) the address is written straight into the header value, with no string in between.
+fn xff_value(req: &RequestHeader, ip: IpAddr) -> HeaderValue {
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    let addr = &buf[..len];
+    let earlier: Vec<&[u8]> = req
+        .headers
+        .get_all(XFF)
+        .iter()
+        .map(|v| v.as_bytes().trim_ascii())
+        .filter(|v| !v.is_empty())
+        .collect();
+    let value = if earlier.is_empty() {
+        HeaderValue::from_bytes(addr)
+    } else {
+        let mut joined = earlier.join(&b", "[..]);
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(addr);
+        HeaderValue::from_bytes(&joined)
+    };
+    // An address and values that were valid header values make a valid header value.
+    value.unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]

@@ -1,0 +1,61 @@
+//! Production features through the real binary: the access log (nginx combined format plus
+//! pool, backend, tries and timings, written off the request path) and the Prometheus metrics.
+
+mod common;
+
+use common::client::{empty, request};
+use common::{eventually, get, Client, Demo, Lb, PATIENCE};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_gets_an_access_log_line_and_metrics_count_it() {
+    let a = Demo::start("a");
+    let metrics = common::free_addr();
+    let yaml = format!(
+        "listeners: [{{address: \"{{listen}}\"}}]
+access_log: {{path: \"{{dir}}/access.log\"}}
+metrics: {{address: \"{metrics}\"}}
+upstreams:
+  web:
+    backends: [{}]
+    health_check: {{path: /healthz, interval: 1s}}
+routes:
+  - {{path_prefix: /app/, upstream: web}}
+  - {{path_prefix: /status/, upstream: web}}
+",
+        a.yaml()
+    );
+    let lb = Lb::start(&yaml);
+    let mut client = Client::connect(lb.addr).await.unwrap();
+    let mut req = request("GET", "/app/x?y=1", empty());
+    req.headers_mut().insert("user-agent", "test \"agent\"/1".parse().unwrap());
+    req.headers_mut().insert("referer", "http://example.test/".parse().unwrap());
+    assert_eq!(client.send(req).await.unwrap().status, 200);
+    assert_eq!(client.get("/elsewhere").await.unwrap().status, 404);
+    assert_eq!(client.get("/status/503").await.unwrap().status, 503);
+
+    let path = lb.dir.path("access.log");
+    let written = eventually(PATIENCE, async || std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() == 3)).await;
+    let log = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(written, "access log:\n{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    let upstream = format!("pool=web upstream={} tries=1 rt=", a.addr);
+    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
+    assert!(lines[0].contains("] \"GET /app/x?y=1 HTTP/1.1\" 200 2 \"http://example.test/\" \"test \\x22agent\\x22/1\" "), "{}", lines[0]);
+    assert!(lines[0].contains(&upstream) && lines[0].contains(" urt=0."), "{}", lines[0]);
+    assert!(lines[1].contains("\"GET /elsewhere HTTP/1.1\" 404 ") && lines[1].ends_with("pool=- upstream=- tries=0 rt=0.000 urt=-"), "{}", lines[1]);
+    assert!(lines[2].contains("\"GET /status/503 HTTP/1.1\" 503 "), "{}", lines[2]);
+
+    let text = get(metrics, "/metrics").await.unwrap().text();
+    for sample in [
+        format!("lb_backend_requests_total{{pool=\"web\",backend=\"{}\"}} 2", a.addr),
+        format!("lb_backend_healthy{{pool=\"web\",backend=\"{}\"}} 1", a.addr),
+        format!("lb_backend_inflight{{pool=\"web\",backend=\"{}\"}} 0", a.addr),
+        "lb_responses_total{pool=\"web\",code=\"2xx\"} 1".to_string(),
+        "lb_responses_total{pool=\"web\",code=\"5xx\"} 1".to_string(),
+        "lb_pool_refused_total{pool=\"web\",reason=\"none_ready\"} 0".to_string(),
+        "# TYPE lb_backend_requests_total counter".to_string(),
+    ] {
+        assert!(text.contains(&sample), "missing {sample:?} in\n{text}");
+    }
+    assert_eq!(get(metrics, "/").await.unwrap().status, 404);
+}
