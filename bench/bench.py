@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
 """Benchmark lb against nginx and HAProxy on this machine, in one run.
 
-The load balancer under test is pinned to CPU 0; wrk and the backends (one static nginx with
-many ports) share CPU 1. Each contender gets an equivalent config: one worker, round robin (or
-the scenario's algorithm), upstream keep-alive, X-Forwarded-For added. Every (scenario,
-contender) run is repeated and the median is reported, with ratios to nginx and HAProxy.
+The load balancer under test is pinned to CPU 0; the load generator and the backends (one
+static nginx with many ports) share CPU 1. Each contender gets an equivalent config: one
+worker, round robin (or the scenario's algorithm), upstream keep-alive, X-Forwarded-For added.
+Every (scenario, contender) run is repeated and the median is reported, with ratios to nginx
+and HAProxy.
 
-Figures per row: requests/s, p50/p99 latency (wrk --latency), LB CPU microseconds per request
-(utime+stime from /proc over the measured window: the most stable figure on a noisy machine),
-peak RSS (VmHWM summed over the LB's processes), backend connections opened per request
-(nginx stub_status `accepts`).
+Figures per row:
+- req/s at saturation (wrk, 64 keep-alive connections, closed loop);
+- LB CPU microseconds per request (utime+stime from /proc over the measured window: the most
+  stable figure on a noisy machine);
+- p50/p99 latency at the same offered load for all contenders (oha, open loop at half the
+  slowest contender's saturation rate, corrected for coordinated omission; wrk 4.1's own
+  percentiles are not exact);
+- peak RSS (VmHWM summed over the LB's processes);
+- backend connections opened per request (nginx stub_status `accepts`).
+Plus: the cost of lb's production features (metrics, access log, health checks) against lb
+without them; threads: 2 against threads: 1 with both CPUs shared by everything; a latency vs
+offered-load chart (oha, open loop); instructions per request under callgrind.
 
 Usage: bench/run [--quick] [--reps N] [--duration S] [--only SCENARIO[,..]] [--no-curve]
-       [--no-callgrind] [--out DIR]
+       [--no-callgrind] [--out DIR] [--lb-server "key: value,..."] [--contenders lb,nginx,...]
 """
 
 import argparse
@@ -33,6 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LB_BIN = ROOT / "target" / "release" / "lb"
+OHA = Path(os.environ.get("OHA", ROOT / "target" / "bench-tools" / "bin" / "oha"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LB_CPU, LOAD_CPU = "0", "1"
 CONTENDERS = ["lb", "nginx", "haproxy"]
@@ -79,6 +89,20 @@ def cpu_seconds(pids):
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / CLK_TCK
+
+
+def thread_cpu_seconds(pid, name):
+    """CPU seconds of each thread of `pid` named `name`, by thread id."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip() != name:
+                continue
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[tid] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
 
 
 def peak_rss_kib(pids):
@@ -161,7 +185,7 @@ http {{
     return path
 
 
-def lb_conf(work, port, ports, algorithm, features):
+def lb_conf(work, port, ports, algorithm, features, threads=1):
     backends = "\n".join(f"      - address: 127.0.0.1:{p}" for p in ports)
     key = "    hash_key: uri\n" if algorithm == "consistent" else ""
     health = ""
@@ -174,7 +198,7 @@ def lb_conf(work, port, ports, algorithm, features):
         extra += f"access_log: {{path: {work}/access.log}}\n"
     server_extra = "".join(f"  {kv.strip()}\n" for kv in LB_SERVER_EXTRA.split(",") if kv.strip())
     conf = f"""server:
-  threads: 1
+  threads: {threads}
 {server_extra}  pid_file: {work}/lb.pid
   upgrade_sock: {work}/lb.sock
   upstream_keepalive_pool_size: 1024
@@ -255,17 +279,28 @@ backend be
     return path
 
 
-def start_contender(name, work, port, ports, algorithm, features=(), wrapper=()):
+def start_contender(name, work, port, ports, algorithm, features=(), wrapper=(), threads=1, cpus=LB_CPU):
     if name == "lb":
-        conf = lb_conf(work, port, ports, algorithm, features)
+        conf = lb_conf(work, port, ports, algorithm, features, threads)
         env = dict(os.environ, RUST_LOG="warn")
-        return Proc(list(wrapper) + [str(LB_BIN), "-c", str(conf)], LB_CPU, work / "lb.log", env)
+        return Proc(list(wrapper) + [str(LB_BIN), "-c", str(conf)], cpus, work / "lb.log", env)
     if name == "nginx":
         conf = nginx_conf(work, port, ports, algorithm)
         extra = ["-g", "master_process off;"] if wrapper else []
-        return Proc(list(wrapper) + ["nginx", "-c", str(conf)] + extra, LB_CPU, work / "nginx-lb.log")
+        return Proc(list(wrapper) + ["nginx", "-c", str(conf)] + extra, cpus, work / "nginx-lb.log")
     conf = haproxy_conf(work, port, ports, algorithm)
-    return Proc(list(wrapper) + ["haproxy", "-db", "-f", str(conf)], LB_CPU, work / "haproxy.log")
+    return Proc(list(wrapper) + ["haproxy", "-db", "-f", str(conf)], cpus, work / "haproxy.log")
+
+
+def start_for(name, work, ports, scenario):
+    port = free_port()
+    lb = start_contender(name, work, port, ports[: scenario["backends"]], scenario["algorithm"],
+                         scenario.get("features", ()), threads=scenario.get("threads", 1),
+                         cpus=scenario.get("lb_cpus", LB_CPU))
+    if not wait_http(port):
+        lb.stop(signal.SIGINT)
+        raise RuntimeError(f"{name} did not start; see {lb.log}")
+    return lb, port
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -303,7 +338,8 @@ end
 
 
 def run_wrk(work, port, scenario, conns, seconds):
-    cmd = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency"]
+    cpus = scenario.get("load_cpus", LOAD_CPU)
+    cmd = ["taskset", "-c", cpus, "wrk", f"-t{len(cpus.split(','))}", f"-c{conns}", f"-d{seconds}s", "--latency"]
     if scenario.get("new_conn"):
         cmd += ["-H", "Connection: close"]
     if scenario.get("random_uri"):
@@ -316,12 +352,8 @@ def run_wrk(work, port, scenario, conns, seconds):
 
 
 def measure(name, work, ports, scenario, conns, seconds, warmup):
-    port = free_port()
-    lb = start_contender(name, work, port, ports[: scenario["backends"]], scenario["algorithm"],
-                         scenario.get("features", ()))
+    lb, port = start_for(name, work, ports, scenario)
     try:
-        if not wait_http(port):
-            raise RuntimeError(f"{name} did not start; see {lb.log}")
         run_wrk(work, port, scenario, conns, warmup)
         pids = lb.pids()
         cpu0, acc0 = cpu_seconds(pids), backend_accepts(ports[0])
@@ -330,7 +362,54 @@ def measure(name, work, ports, scenario, conns, seconds, warmup):
         result["cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / max(result["requests"], 1)
         result["rss_mib"] = peak_rss_kib(lb.pids()) / 1024
         result["conns_per_req"] = max(acc1 - acc0 - 1, 0) / max(result["requests"], 1)
+        result["lb_cpu_util"] = (cpu1 - cpu0) / seconds
         return result
+    finally:
+        lb.stop(signal.SIGINT)
+
+
+def run_oha(port, scenario, rate, seconds, conns=64):
+    """Open loop at `rate` requests/s: (p50 ms, p99 ms, achieved req/s, non-2xx + errors)."""
+    url = f"http://127.0.0.1:{port}{scenario['path']}"
+    cmd = ["taskset", "-c", scenario.get("load_cpus", LOAD_CPU), str(OHA), "--no-tui", "--output-format", "json",
+           "-c", str(conns), "-q", str(int(rate)), "-z", f"{seconds}s", "--latency-correction"]
+    if scenario.get("new_conn"):
+        cmd.append("--disable-keepalive")
+    if scenario.get("random_uri"):
+        cmd.append("--rand-regex-url")
+        url = url + "\\?k=[0-9]{6}"
+    report = json.loads(subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 60).stdout)
+    codes = {int(k): v for k, v in (report.get("statusCodeDistribution") or {}).items()}
+    errors = {k: v for k, v in (report.get("errorDistribution") or {}).items() if "deadline" not in k}
+    failed = sum(v for k, v in codes.items() if not 200 <= k < 300) + sum(errors.values())
+    pct = report["latencyPercentiles"]
+    return {"p50_ms": pct["p50"] * 1000, "p99_ms": pct["p99"] * 1000,
+            "achieved": report["summary"]["requestsPerSec"], "failed": failed}
+
+
+def measure_open(name, work, ports, scenario, rate, seconds):
+    """LB CPU per request and its split over the proxy threads, at an offered `rate`."""
+    lb, port = start_for(name, work, ports, scenario)
+    try:
+        run_wrk(work, port, scenario, 64, 1)
+        pids = lb.pids()
+        cpu0, threads0 = cpu_seconds(pids), thread_cpu_seconds(lb.p.pid, "lb proxy")
+        lat = run_oha(port, scenario, rate, seconds)
+        cpu1, threads1 = cpu_seconds(pids), thread_cpu_seconds(lb.p.pid, "lb proxy")
+        used = {t: threads1.get(t, 0) - threads0.get(t, 0) for t in threads1}
+        busy = sum(used.values()) or 1
+        shares = sorted((v / busy for v in used.values()), reverse=True)
+        return {"cpu_us_per_req": (cpu1 - cpu0) * 1e6 / max(lat["achieved"] * seconds, 1),
+                "thread_shares": shares, **lat}
+    finally:
+        lb.stop(signal.SIGINT)
+
+
+def latency_at(name, work, ports, scenario, rate, seconds):
+    lb, port = start_for(name, work, ports, scenario)
+    try:
+        run_wrk(work, port, scenario, 64, 1)
+        return run_oha(port, scenario, rate, seconds)
     finally:
         lb.stop(signal.SIGINT)
 
@@ -354,6 +433,14 @@ SCENARIOS = {
     "lb_features": {"title": "lb with metrics, access log, health checks", "path": "/small", "backends": 2,
                     "algorithm": "round_robin", "features": ("metrics", "access_log", "health"),
                     "contenders": ["lb"]},
+    # Scaling: both CPUs shared by everything, so threads: 2 can only show what the second
+    # core's spare cycles give.
+    "scale_t1": {"title": "lb threads: 1, all on both CPUs", "path": "/small", "backends": 2,
+                 "algorithm": "round_robin", "contenders": ["lb"], "threads": 1,
+                 "lb_cpus": "0,1", "load_cpus": "0,1", "no_latency": True, "open_rate": 10000},
+    "scale_t2": {"title": "lb threads: 2, all on both CPUs", "path": "/small", "backends": 2,
+                 "algorithm": "round_robin", "contenders": ["lb"], "threads": 2,
+                 "lb_cpus": "0,1", "load_cpus": "0,1", "no_latency": True, "open_rate": 20000},
 }
 
 
@@ -368,43 +455,62 @@ def run_table(work, ports, args):
     for key in args.only:
         scenario = SCENARIOS[key]
         supported, why = lb_supports(work, scenario)
-        contenders = scenario.get("contenders", CONTENDERS)
+        contenders = [c for c in scenario.get("contenders", CONTENDERS) if c in CONTENDERS]
+        contenders = [c for c in contenders if c != "lb" or supported]
         runs = {c: [] for c in contenders}
         for rep in range(args.reps):
             for name in contenders:
-                if name == "lb" and not supported:
-                    continue
                 r = measure(name, work, ports, scenario, args.conns, args.duration, args.warmup)
                 print(f"  {key} {name} #{rep + 1}: {r['rps']:.0f} req/s, {r['cpu_us_per_req']:.1f} us/req, "
-                      f"p99 {r['p99_ms']} ms, errors {r['errors']}", flush=True)
+                      f"errors {r['errors']}", flush=True)
                 runs[name].append(r)
         rows[key] = {c: median_of(rs) for c, rs in runs.items() if rs}
+        if scenario.get("open_rate") and rows[key]:
+            for name in contenders:
+                o = measure_open(name, work, ports, scenario, scenario["open_rate"], args.latency_duration)
+                rows[key][name]["open"] = o
+                print(f"  {key} {name} @{scenario['open_rate']}/s: {o['cpu_us_per_req']:.1f} us/req, "
+                      f"proxy threads {[round(x, 2) for x in o['thread_shares']]}", flush=True)
+        if not scenario.get("no_latency") and rows[key]:
+            # The same offered load for every contender: half the slowest one's saturation rate.
+            rate = args.latency_rate or 0.5 * min(r["rps"] for r in rows[key].values())
+            for name in contenders:
+                lat = [latency_at(name, work, ports, scenario, rate, args.latency_duration)
+                       for _ in range(max(1, args.reps))]
+                m = median_of(lat)
+                rows[key][name].update({"p50_ms": m["p50_ms"], "p99_ms": m["p99_ms"], "at_rate": rate,
+                                        "lat_failed": m["failed"]})
+                print(f"  {key} {name} @{rate:.0f}/s: p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms", flush=True)
         if not supported:
             rows[key]["lb_unsupported"] = why
     return rows
 
 
 def run_curve(work, ports, args):
+    """Open-loop latency at rising offered loads until a contender falls behind."""
     scenario = SCENARIOS["ka_small"]
     curve = {c: [] for c in CONTENDERS}
-    for conns in args.curve:
-        for name in CONTENDERS:
-            runs = [measure(name, work, ports, scenario, conns, args.curve_duration, 1)
-                    for _ in range(args.curve_reps)]
+    for name in CONTENDERS:
+        for rate in args.curve:
+            runs = [latency_at(name, work, ports, scenario, rate, args.curve_duration) for _ in range(args.curve_reps)]
             m = median_of(runs)
-            m["conns"] = conns
+            m["rate"] = rate
+            print(f"  curve {name} {rate}/s: achieved {m['achieved']:.0f}, p50 {m['p50_ms']:.2f} ms, "
+                  f"p99 {m['p99_ms']:.2f} ms", flush=True)
+            if m["achieved"] < 0.97 * rate or m["p99_ms"] > 200:
+                break  # saturated: the next rates only queue up
             curve[name].append(m)
-            print(f"  curve {name} c={conns}: {m['rps']:.0f} req/s p50 {m['p50_ms']} p99 {m['p99_ms']}", flush=True)
     return curve
 
 
 # ----------------------------------------------------------------------------- callgrind
 
-def count_instructions(name, work, ports, n):
+def count_instructions(name, work, ports, n, features=()):
     port = free_port()
-    out = work / f"callgrind.{name}.{n}"
+    label = name + ("+features" if features else "")
+    out = work / f"callgrind.{label}.{n}"
     wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-    proc = start_contender(name, work, port, ports[:2], "round_robin", wrapper=wrapper)
+    proc = start_contender(name, work, port, ports[:2], "round_robin", features, wrapper=wrapper)
     try:
         if not wait_http(port, limit=180):
             raise RuntimeError(f"{name} under callgrind did not start; see {proc.log}")
@@ -417,7 +523,7 @@ def count_instructions(name, work, ports, n):
         # HAProxy under valgrind ignores SIGINT; SIGTERM is an immediate stop for all three.
         proc.stop(signal.SIGTERM if name == "haproxy" else signal.SIGINT, wait=120)
     total = 0
-    for f in work.glob(f"callgrind.{name}.{n}*"):
+    for f in work.glob(f"callgrind.{label}.{n}*"):
         m = re.search(r"^(?:summary|totals):\s+(\d+)", f.read_text(errors="replace"), re.M)
         total += int(m.group(1)) if m else 0
     return total
@@ -425,10 +531,14 @@ def count_instructions(name, work, ports, n):
 
 def run_callgrind(work, ports, args):
     result = {}
-    for name in CONTENDERS:
-        small, large = count_instructions(name, work, ports, 500), count_instructions(name, work, ports, 2500)
-        result[name] = round((large - small) / 2000) if small and large else None
-        print(f"  callgrind {name}: {result[name]} instructions/request", flush=True)
+    features = SCENARIOS["lb_features"]["features"]
+    runs = [(c, ()) for c in CONTENDERS] + ([("lb", features)] if "lb" in CONTENDERS else [])
+    for name, feats in runs:
+        label = name + ("+features" if feats else "")
+        small = count_instructions(name, work, ports, 500, feats)
+        large = count_instructions(name, work, ports, 2500, feats)
+        result[label] = round((large - small) / 2000) if small and large else None
+        print(f"  callgrind {label}: {result[label]} instructions/request", flush=True)
     return result
 
 
@@ -444,35 +554,65 @@ def ratio(a, b):
 
 def markdown(rows, callgrind, args):
     lines = [
-        f"Machine: {os.cpu_count()} CPUs; LB pinned to CPU {LB_CPU}, wrk + backends on CPU {LOAD_CPU}; "
-        f"{args.conns} connections, {args.duration}s per run, median of {args.reps} runs.",
+        f"Machine: {os.cpu_count()} CPUs; LB pinned to CPU {LB_CPU}, load generator + backends on CPU {LOAD_CPU}; "
+        f"{args.conns} connections; {args.duration} s per run, median of {args.reps} runs. req/s: saturation "
+        "(wrk, closed loop). p50/p99: oha, open loop at the same offered load for the three (the `@ rate` "
+        "column: half the slowest contender's saturation rate), corrected for coordinated omission.",
         "",
-        "| scenario | LB | req/s | p50 ms | p99 ms | CPU µs/req | vs nginx | vs HAProxy | peak RSS MiB "
+        "| scenario | LB | req/s | CPU µs/req | vs nginx | vs HAProxy | p50 ms | p99 ms | @ rate | peak RSS MiB "
         "| backend conns/req | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, row in rows.items():
+        if key.startswith("scale_"):
+            continue
         nginx, haproxy = row.get("nginx", {}), row.get("haproxy", {})
         for name in CONTENDERS:
             r = row.get(name)
             if r is None:
                 if name == "lb" and "lb_unsupported" in row:
-                    lines.append(f"| {SCENARIOS[key]['title']} | lb | not supported yet | | | | | | | | |")
+                    lines.append(f"| {SCENARIOS[key]['title']} | lb | not supported | | | | | | | | | |")
                 continue
             cpu = r["cpu_us_per_req"]
             vs_n = ratio(cpu, nginx.get("cpu_us_per_req")) if name != "nginx" else ""
             vs_h = ratio(cpu, haproxy.get("cpu_us_per_req")) if name != "haproxy" else ""
+            rate = f"{r['at_rate']:.0f}/s" if r.get("at_rate") else ""
             lines.append(
-                f"| {SCENARIOS[key]['title']} | {name} | {r['rps']:.0f} | {fmt(r.get('p50_ms'), 2)} "
-                f"| {fmt(r.get('p99_ms'), 2)} | {cpu:.1f} | {vs_n} | {vs_h} | {r['rss_mib']:.1f} "
-                f"| {r['conns_per_req']:.3f} | {r['errors']:.0f} |")
+                f"| {SCENARIOS[key]['title']} | {name} | {r['rps']:.0f} | {cpu:.1f} | {vs_n} | {vs_h} "
+                f"| {fmt(r.get('p50_ms'), 2)} | {fmt(r.get('p99_ms'), 2)} | {rate} | {r['rss_mib']:.1f} "
+                f"| {r['conns_per_req']:.3f} | {r['errors'] + r.get('lat_failed', 0):.0f} |")
+    lines += extra_lines(rows)
     if callgrind:
-        lines += ["", "| instructions per request (callgrind, small body, keep-alive) | lb | nginx | HAProxy "
-                  "| lb vs nginx |", "|---|---:|---:|---:|---:|",
-                  f"| difference of 2500- and 500-request runs ÷ 2000 | {callgrind['lb'] or '–'} "
-                  f"| {callgrind['nginx'] or '–'} | {callgrind['haproxy'] or '–'} "
-                  f"| {ratio(callgrind['lb'], callgrind['nginx'])} |"]
+        labels = [l for l in ("lb", "lb+features", "nginx", "haproxy") if l in callgrind]
+        lines += ["", "| instructions per request (callgrind; 2500- minus 500-request run, ÷ 2000) | "
+                  + " | ".join(labels) + " | lb vs nginx | lb+features vs nginx |",
+                  "|---|" + "---:|" * (len(labels) + 2),
+                  "| small body, keep-alive | " + " | ".join(str(callgrind[l] or "–") for l in labels)
+                  + f" | {ratio(callgrind.get('lb'), callgrind.get('nginx'))}"
+                  + f" | {ratio(callgrind.get('lb+features'), callgrind.get('nginx'))} |"]
     return "\n".join(lines) + "\n"
+
+
+def extra_lines(rows):
+    out = []
+    base, feat = rows.get("ka_small", {}).get("lb"), rows.get("lb_features", {}).get("lb")
+    if base and feat:
+        extra = feat["cpu_us_per_req"] / base["cpu_us_per_req"] - 1
+        out += ["", f"Production features (metrics, access log, health checks): {feat['cpu_us_per_req']:.1f} µs/req "
+                f"against {base['cpu_us_per_req']:.1f} without: {extra * 100:+.1f}% CPU per request."]
+    t1, t2 = rows.get("scale_t1", {}).get("lb"), rows.get("scale_t2", {}).get("lb")
+    if t1 and t2 and "open" in t1 and "open" in t2:
+        o1, o2 = t1["open"], t2["open"]
+        r1, r2 = SCENARIOS["scale_t1"]["open_rate"], SCENARIOS["scale_t2"]["open_rate"]
+        out += ["", f"Threads (lb, load generator and backends all on both CPUs), at the same load per proxy thread: "
+                f"threads: 1 at {r1} req/s spends {o1['cpu_us_per_req']:.1f} µs per request; threads: 2 at {r2} req/s "
+                f"spends {o2['cpu_us_per_req']:.1f} µs, split "
+                f"{' / '.join(f'{x * 100:.0f}%' for x in o2['thread_shares'])} over its two proxy threads "
+                f"({o2['cpu_us_per_req'] / o1['cpu_us_per_req']:.2f}× the cost per request). "
+                f"At saturation (closed loop) threads: 1 serves {t1['rps']:.0f} req/s using "
+                f"{t1['lb_cpu_util'] * 100:.0f}% of a core and threads: 2 {t2['rps']:.0f} req/s using "
+                f"{t2['lb_cpu_util'] * 100:.0f}%: the load generator and backends take the rest of the machine."]
+    return out
 
 
 COLORS = {"lb": "#d62728", "nginx": "#2ca02c", "haproxy": "#1f77b4"}
@@ -489,8 +629,8 @@ def nice_step(top, ticks=5):
 
 def svg_chart(curve):
     w, h, ml, mr, mt, mb = 720, 420, 70, 20, 40, 50
-    pts = [p for c in curve.values() for p in c]
-    xstep = nice_step(max(p["rps"] for p in pts) * 1.05)
+    pts = [p for c in curve.values() for p in c] or [{"rate": 1, "p99_ms": 1}]
+    xstep = nice_step(max(p["rate"] for p in pts) * 1.05)
     ystep = nice_step(max(p["p99_ms"] for p in pts) * 1.1)
     xmax, ymax = xstep * 5, ystep * 5
     sx = lambda x: ml + x / xmax * (w - ml - mr)
@@ -498,10 +638,10 @@ def svg_chart(curve):
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
            f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
            f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="14">Latency vs load (keep-alive, small body, '
-           f'1 LB core; points = connections)</text>',
+           f'1 LB core; open loop)</text>',
            f'<line x1="{ml}" y1="{h - mb}" x2="{w - mr}" y2="{h - mb}" stroke="black"/>',
            f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{h - mb}" stroke="black"/>',
-           f'<text x="{(w + ml) / 2}" y="{h - 12}" text-anchor="middle">throughput (requests/s)</text>',
+           f'<text x="{(w + ml) / 2}" y="{h - 12}" text-anchor="middle">offered load (requests/s)</text>',
            f'<text x="16" y="{(h + mt) / 2}" transform="rotate(-90 16 {(h + mt) / 2})" text-anchor="middle">'
            f'latency (ms): p99 solid, p50 dashed</text>']
     for i in range(6):
@@ -511,12 +651,10 @@ def svg_chart(curve):
         out.append(f'<line x1="{ml}" y1="{sy(y)}" x2="{w - mr}" y2="{sy(y)}" stroke="#eee"/>')
     for n, (name, points) in enumerate(curve.items()):
         for metric, dash in (("p99_ms", ""), ("p50_ms", ' stroke-dasharray="4 3"')):
-            path = " ".join(f"{sx(p['rps']):.1f},{sy(p[metric]):.1f}" for p in points)
+            path = " ".join(f"{sx(p['rate']):.1f},{sy(p[metric]):.1f}" for p in points)
             out.append(f'<polyline points="{path}" fill="none" stroke="{COLORS[name]}" stroke-width="2"{dash}/>')
         for p in points:
-            out.append(f'<circle cx="{sx(p["rps"]):.1f}" cy="{sy(p["p99_ms"]):.1f}" r="3" fill="{COLORS[name]}"/>')
-            out.append(f'<text x="{sx(p["rps"]) + 4:.1f}" y="{sy(p["p99_ms"]) - 4:.1f}" font-size="9" '
-                       f'fill="{COLORS[name]}">{p["conns"]}</text>')
+            out.append(f'<circle cx="{sx(p["rate"]):.1f}" cy="{sy(p["p99_ms"]):.1f}" r="3" fill="{COLORS[name]}"/>')
         out.append(f'<rect x="{ml + 10}" y="{mt + 5 + n * 18}" width="12" height="12" fill="{COLORS[name]}"/>')
         out.append(f'<text x="{ml + 28}" y="{mt + 15 + n * 18}">{name}</text>')
     out.append("</svg>")
@@ -532,6 +670,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--latency-rate", type=float, default=0, help="offered req/s for p50/p99 (default: half the slowest)")
+    ap.add_argument("--latency-duration", type=int, default=5)
     ap.add_argument("--only", default=",".join(SCENARIOS))
     ap.add_argument("--no-curve", action="store_true")
     ap.add_argument("--no-callgrind", action="store_true")
@@ -543,15 +683,18 @@ def main():
     LB_SERVER_EXTRA = args.lb_server
     CONTENDERS[:] = [c for c in args.contenders.split(",") if c]
     args.only = [s for s in args.only.split(",") if s]
-    args.curve, args.curve_duration, args.curve_reps = [1, 4, 16, 64, 128, 256], 5, 1
+    args.curve = [2000, 5000, 10000, 15000, 20000, 25000, 30000, 35000, 40000, 45000, 50000, 55000, 60000]
+    args.curve_duration, args.curve_reps = 5, 1
     if args.quick:
-        args.reps, args.duration, args.warmup = 1, 3, 1
-        args.curve, args.curve_duration = [1, 16, 64, 256], 3
+        args.reps, args.duration, args.warmup, args.latency_duration = 1, 3, 1, 3
+        args.curve, args.curve_duration = [5000, 20000, 40000], 3
     unknown = [s for s in args.only if s not in SCENARIOS]
     if unknown:
         sys.exit(f"unknown scenario {unknown}; one of {list(SCENARIOS)}")
     if os.cpu_count() < 2:
         sys.exit("needs 2 CPUs: one for the load balancer, one for the load")
+    if not OHA.exists():
+        sys.exit(f"{OHA} missing: run bench/tools (or bench/run) first")
 
     work = Path(tempfile.mkdtemp(prefix="lb-bench-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user and serve /16k from here
