@@ -58,6 +58,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(n):
+    """`n` distinct free ports: all held open while choosing, so none repeats."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def children_map():
     kids = {}
     for entry in os.listdir("/proc"):
@@ -628,27 +640,36 @@ def nice_step(top, ticks=5):
 
 
 def svg_chart(curve):
+    """Latency (log scale) against offered load, p99 solid and p50 dashed per contender."""
     w, h, ml, mr, mt, mb = 720, 420, 70, 20, 40, 50
-    pts = [p for c in curve.values() for p in c] or [{"rate": 1, "p99_ms": 1}]
-    xstep = nice_step(max(p["rate"] for p in pts) * 1.05)
-    ystep = nice_step(max(p["p99_ms"] for p in pts) * 1.1)
-    xmax, ymax = xstep * 5, ystep * 5
+    pts = [p for c in curve.values() for p in c] or [{"rate": 1, "p99_ms": 1, "p50_ms": 1}]
+    top = max(p["rate"] for p in pts) * 1.05
+    xstep = nice_step(top)
+    xmax = xstep * math.ceil(top / xstep)
+    lo = 10 ** math.floor(math.log10(max(min(p["p50_ms"] for p in pts), 0.01)))
+    hi = 10 ** math.ceil(math.log10(max(p["p99_ms"] for p in pts)))
     sx = lambda x: ml + x / xmax * (w - ml - mr)
-    sy = lambda y: h - mb - y / ymax * (h - mt - mb)
+    sy = lambda y: h - mb - (math.log10(max(y, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * (h - mt - mb)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
            f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
-           f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="14">Latency vs load (keep-alive, small body, '
-           f'1 LB core; open loop)</text>',
+           f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="14">Latency vs offered load (keep-alive, '
+           f'small body, 1 LB core; open loop)</text>',
            f'<line x1="{ml}" y1="{h - mb}" x2="{w - mr}" y2="{h - mb}" stroke="black"/>',
            f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{h - mb}" stroke="black"/>',
            f'<text x="{(w + ml) / 2}" y="{h - 12}" text-anchor="middle">offered load (requests/s)</text>',
            f'<text x="16" y="{(h + mt) / 2}" transform="rotate(-90 16 {(h + mt) / 2})" text-anchor="middle">'
-           f'latency (ms): p99 solid, p50 dashed</text>']
-    for i in range(6):
-        x, y = xstep * i, ystep * i
+           f'latency ms, log scale: p99 solid, p50 dashed</text>']
+    for i in range(round(xmax / xstep) + 1):
+        x = xstep * i
         out.append(f'<text x="{sx(x)}" y="{h - mb + 16}" text-anchor="middle">{x:g}</text>')
-        out.append(f'<text x="{ml - 6}" y="{sy(y) + 4}" text-anchor="end">{y:g}</text>')
-        out.append(f'<line x1="{ml}" y1="{sy(y)}" x2="{w - mr}" y2="{sy(y)}" stroke="#eee"/>')
+    decade = lo
+    while decade <= hi * 1.001:
+        for m in (1, 2, 5):
+            y = decade * m
+            if lo <= y <= hi * 1.001:
+                out.append(f'<text x="{ml - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
+                out.append(f'<line x1="{ml}" y1="{sy(y):.1f}" x2="{w - mr}" y2="{sy(y):.1f}" stroke="#eee"/>')
+        decade *= 10
     for n, (name, points) in enumerate(curve.items()):
         for metric, dash in (("p99_ms", ""), ("p50_ms", ' stroke-dasharray="4 3"')):
             path = " ".join(f"{sx(p['rate']):.1f},{sy(p[metric]):.1f}" for p in points)
@@ -698,7 +719,7 @@ def main():
 
     work = Path(tempfile.mkdtemp(prefix="lb-bench-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user and serve /16k from here
-    ports = [free_port() for _ in range(100)]
+    ports = free_ports(100)
     backends = Proc(["nginx", "-c", str(backends_conf(work, ports))], LOAD_CPU, work / "backends.log")
     try:
         if not wait_http(ports[0]):
