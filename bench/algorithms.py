@@ -17,12 +17,15 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from bench import free_port  # noqa: E402  (shared with the main benchmark)
 LB = ROOT / "target" / "release" / "lb"
 DEMO = ROOT / "target" / "release" / "lb-demo"
 
@@ -40,12 +43,6 @@ ALGORITHMS = [
 ]
 
 OHA = Path(os.environ.get("OHA", ROOT / "target" / "bench-tools" / "bin" / "oha"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_backends():

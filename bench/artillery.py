@@ -17,17 +17,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from bench import free_port  # noqa: E402  (shared with the main benchmark)
 LB = ROOT / "target" / "release" / "lb"
 DEMO = ROOT / "target" / "release" / "lb-demo"
 ARTILLERY = ROOT / "target" / "bench-tools" / "artillery" / "node_modules" / ".bin" / "artillery"
 SCENARIO = ROOT / "bench" / "artillery" / "scenario.yml"
 FAILURE_PHASE_STARTS = 10 + 30 + 10  # seconds: warm-up + sustained + burst
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def demo(name, port):

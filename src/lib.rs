@@ -5,8 +5,8 @@
 //! - [`server`]: wiring: Pingora server, listeners, pools, background services.
 //! - [`proxy`]: the `ProxyHttp` implementation (routing, peer choice, retries, headers, errors).
 //! - [`route`]: host / path-prefix routing table.
-//! - [`upstream`]: a running pool: its balancer, key source, retries and peer options.
-//! - [`selection`]: balancing algorithms as Pingora `BackendSelection`s behind one trait.
+//! - [`upstream`]: a running pool: balancer, key source, slots and wait queue, retries, peers.
+//! - [`selection`]: balancing algorithms (Pingora `BackendSelection`s) and live backend state.
 //! - [`key`]: extraction of hash keys (URI, path, source IP, header, cookie) from a request.
 //! - [`health`]: active HTTP health checks and the background service that runs them.
 //! - [`metrics`]: the Prometheus endpoint and the counters it reads.
@@ -17,6 +17,8 @@
 //! - [`probe`]: `lb probe`, a liveness check for containers.
 //! - [`supervisor`]: PID 1 mode: runs lb as a child, upgrades it gracefully on SIGHUP.
 //! - [`error`]: start-up errors.
+
+#![warn(missing_docs)]
 
 pub mod access_log;
 pub mod cli;
