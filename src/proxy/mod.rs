@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::IpAddr;
@@ -239,7 +239,10 @@ impl ProxyHttp for Lb {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
-        ctx.attempt_failed();
+        // A client that went away is not the backend's failure.
+        if e.esource() == &ErrorSource::Upstream {
+            ctx.attempt_failed();
+        }
         let mut e = e.more_context(format!("Peer: {peer}"));
         // Pingora's policy (retry only idempotent requests whose body is still buffered, and
         // only after a reused connection failed), capped by the pool's retry budget.
