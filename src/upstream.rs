@@ -324,7 +324,57 @@ fn peer_options(conf: &Upstream) -> PeerOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Dur, SameSite};
+    use crate::config::{BackendConf, Dur, SameSite};
+
+    fn sticky_pool() -> Pool {
+        let backends = (1..=3)
+            .map(|i| BackendConf {
+                address: crate::config::Addr(format!("127.0.0.{i}:80").parse().unwrap()),
+                weight: 1,
+                max_connections: None,
+            })
+            .collect();
+        let mut conf = Upstream::new(backends);
+        conf.algorithm = Algorithm::Sticky;
+        let pool = Pool::build("web", &conf).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(pool.balancer().update()).unwrap();
+        pool
+    }
+
+    fn request_with_cookie(cookie: Option<&str>) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        if let Some(c) = cookie {
+            req.append_header("cookie", format!("lb_sticky={c}")).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn a_drained_sticky_backend_loses_its_clients_once() {
+        let pool = sticky_pool();
+        let first = pool.pick_now(pool.key(&request_with_cookie(None), None).as_bytes(), &[]).unwrap();
+        let pinned = cookie_value("web", &first.lease.state().addr);
+        drop(first);
+        let req = request_with_cookie(Some(&pinned));
+        for _ in 0..5 {
+            let again = pool.pick_now(pool.key(&req, None).as_bytes(), &[]).unwrap();
+            assert_eq!(cookie_value("web", &again.lease.state().addr), pinned);
+            assert!(pool.sticky_cookie(&req, again.lease.state()).is_none(), "no new cookie while pinned");
+        }
+        // Drain it (what an admin drain does: Pingora's enablement flag).
+        let drained = Backend { addr: SocketAddr::Inet(first_addr(&pool, &pinned)), weight: 1, ext: Extensions::new() };
+        pool.balancer().backends().set_enable(&drained, false);
+        let moved = pool.pick_now(pool.key(&req, None).as_bytes(), &[]).unwrap();
+        let new_value = cookie_value("web", &moved.lease.state().addr);
+        assert_ne!(new_value, pinned);
+        let set = pool.sticky_cookie(&req, moved.lease.state()).expect("the cookie is updated");
+        assert!(set.starts_with(&format!("lb_sticky={new_value};")), "{set}");
+    }
+
+    fn first_addr(pool: &Pool, value: &str) -> std::net::SocketAddr {
+        pool.states().all().iter().map(|s| s.addr).find(|a| cookie_value("web", a) == value).unwrap()
+    }
 
     #[test]
     fn set_cookie_carries_the_configured_attributes() {
