@@ -59,3 +59,43 @@ routes:
     }
     assert_eq!(get(metrics, "/").await.unwrap().status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_is_logged_as_499_at_info_not_as_an_error() {
+    use tokio::io::AsyncWriteExt;
+
+    let a = Demo::start("a");
+    let metrics = common::free_addr();
+    let yaml = format!(
+        "listeners: [{{address: \"{{listen}}\"}}]
+access_log: {{path: \"{{dir}}/access.log\"}}
+metrics: {{address: \"{metrics}\"}}
+upstreams:
+  web:
+    backends: [{}]
+",
+        a.yaml()
+    );
+    let lb = Lb::start(&yaml);
+    let inflight = format!("lb_backend_inflight{{pool=\"web\",backend=\"{}\"}} ", a.addr);
+    let at_backend = async |n: &str| {
+        get(metrics, "/metrics").await.is_ok_and(|r| r.text().contains(&format!("{inflight}{n}\n")))
+    };
+
+    // The request reaches the backend (which answers in 5 s), then the client hangs up.
+    let mut conn = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
+    conn.write_all(b"GET /delay/5000 HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    assert!(eventually(PATIENCE, async || at_backend("1").await).await, "the request never reached the backend");
+    drop(conn);
+    assert!(eventually(PATIENCE, async || at_backend("0").await).await, "the backend slot was not released");
+
+    let path = lb.dir.path("access.log");
+    let logged = eventually(PATIENCE, async || std::fs::read_to_string(&path).is_ok_and(|t| !t.is_empty())).await;
+    let access = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(logged, "no access log line");
+    assert!(access.contains("\"GET /delay/5000 HTTP/1.1\" 499 0 "), "{access}");
+    let log = lb.log();
+    let abort = log.lines().filter(|l| l.contains("client side:")).collect::<Vec<_>>();
+    assert!(abort.len() == 1 && abort[0].contains(" INFO "), "{log}");
+    assert!(!log.contains("Fail to proxy"), "{log}");
+}

@@ -11,6 +11,7 @@ use crate::route::Router;
 use crate::selection::load::Lease;
 use crate::upstream::Pool;
 use async_trait::async_trait;
+use log::info;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -93,8 +94,24 @@ fn version(v: http::Version) -> &'static str {
     }
 }
 
-/// What the access log says about the request in `session`.
-fn access_entry<'a>(session: &'a Session, ctx: &'a Ctx) -> Entry<'a> {
+/// Whether `e` means the client closed or reset its connection before the response was complete.
+fn client_gone(e: &Error) -> bool {
+    use ErrorType::*;
+    e.esource() == &ErrorSource::Downstream && matches!(e.etype(), ReadError | WriteError | ConnectionClosed)
+}
+
+/// The status the access log shows for a request that got no response: nginx's 499 when the
+/// client went away, 0 otherwise.
+fn unanswered_status(e: Option<&Error>) -> u16 {
+    if e.is_some_and(client_gone) {
+        499
+    } else {
+        0
+    }
+}
+
+/// What the access log says about the request in `session` (`e`: how it failed, if it did).
+fn access_entry<'a>(session: &'a Session, ctx: &'a Ctx, e: Option<&Error>) -> Entry<'a> {
     let req = session.req_header();
     let header = |name| req.headers.get(name).map(|v: &http::HeaderValue| v.as_bytes());
     Entry {
@@ -102,7 +119,7 @@ fn access_entry<'a>(session: &'a Session, ctx: &'a Ctx) -> Entry<'a> {
         method: req.method.as_str(),
         target: req.uri.path_and_query().map_or(b"/".as_slice(), |pq| pq.as_str().as_bytes()),
         version: version(req.version),
-        status: session.response_written().map_or(0, |r| r.status.as_u16()),
+        status: session.response_written().map_or_else(|| unanswered_status(e), |r| r.status.as_u16()),
         bytes: session.as_downstream().body_bytes_sent(),
         referer: header(http::header::REFERER),
         user_agent: header(http::header::USER_AGENT),
@@ -256,13 +273,24 @@ impl ProxyHttp for Lb {
         e
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         if let (Some(pool), Some(resp)) = (&ctx.pool, session.response_written()) {
             pool.responses.count(resp.status.as_u16());
         }
         if let Some(log) = &self.access_log {
-            log.record(&access_entry(session, ctx));
+            log.record(&access_entry(session, ctx, e));
         }
+    }
+
+    /// Failures on the client's side (it went away, timed out, sent a bad body) are routine, and
+    /// nginx logs them at `info`: one `info` line instead of Pingora's `error` line. Backend and
+    /// internal failures keep Pingora's error line.
+    fn suppress_error_log(&self, session: &Session, ctx: &Ctx, e: &Error) -> bool {
+        if e.esource() != &ErrorSource::Downstream {
+            return false;
+        }
+        info!("client side: {e}, {}", self.request_summary(session, ctx));
+        true
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
