@@ -129,3 +129,34 @@ async fn backend_connections_are_pooled_and_reused() {
     // One direct stats connection, plus few from lb (one per worker thread at most).
     assert!(connections <= 4, "50 requests opened {connections} backend connections: {stats}");
 }
+
+/// Sends `request` as is on a new connection and reads until lb closes it.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(common::PATIENCE, conn.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "lb kept the connection open after: {answer:?}");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_1_request_needs_exactly_one_host() {
+    let demo = Demo::start("a");
+    let lb = Lb::start(&one_pool(&demo));
+    for (request, status) in [
+        ("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", "400"),
+        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", "400"),
+        ("GET / HTTP/1.0\r\n\r\n", "200"),
+        ("GET http://t/ HTTP/1.1\r\nConnection: close\r\n\r\n", "400"),
+        ("GET http://t/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "200"),
+        ("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "200"),
+    ] {
+        let answer = raw_exchange(lb.addr, request).await;
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{request:?} got {answer:?}");
+    }
+    // A refused request does not keep its connection either way (400 closes, as nginx does).
+    let answer = raw_exchange(lb.addr, "GET / HTTP/1.1\r\n\r\n").await;
+    assert!(answer.contains("Host") && answer.contains("onnection: close"), "{answer:?}");
+}

@@ -131,6 +131,17 @@ fn access_entry<'a>(session: &'a Session, ctx: &'a Ctx, e: Option<&Error>) -> En
     }
 }
 
+/// Why the request's `Host` is unacceptable, if it is (RFC 9112 §3.2: an HTTP/1.1 request
+/// carries exactly one; nginx checks the same).
+fn bad_host(req: &RequestHeader) -> Option<&'static str> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    let missing = hosts.next().is_none();
+    if hosts.next().is_some() {
+        return Some("more than one Host header");
+    }
+    (missing && req.version == http::Version::HTTP_11).then_some("HTTP/1.1 request without a Host header")
+}
+
 /// The host a request is for: the URI's authority (absolute form, HTTP/2) or the `Host` header.
 fn request_host(req: &RequestHeader) -> Option<&str> {
     req.uri
@@ -162,6 +173,11 @@ impl ProxyHttp for Lb {
             downstream.set_keepalive(None);
         }
         let req = session.req_header();
+        if let Some(why) = bad_host(req) {
+            session.as_downstream_mut().set_keepalive(None);
+            respond::send(session, 400, why).await?;
+            return Ok(true);
+        }
         ctx.pool = self.router.find(request_host(req), req.uri.path()).cloned();
         if ctx.pool.is_some() {
             return Ok(false);
