@@ -156,7 +156,7 @@ async fn an_http_1_1_request_needs_exactly_one_host() {
         let answer = raw_exchange(lb.addr, request).await;
         assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{request:?} got {answer:?}");
     }
-    // A refused request does not keep its connection either way (400 closes, as nginx does).
+    // The 400 names the problem, and the connection is closed after it (as nginx does).
     let answer = raw_exchange(lb.addr, "GET / HTTP/1.1\r\n\r\n").await;
     assert!(answer.contains("Host") && answer.contains("onnection: close"), "{answer:?}");
 }
