@@ -12,7 +12,11 @@ use std::net::IpAddr;
 fn pool(algorithm: Algorithm, n: usize) -> Pool {
     let backends = (0..n)
         .map(|i| BackendConf {
-            address: lb::config::Addr(format!("10.{}.{}.{}:80", i / 65536, (i / 256) % 256, i % 256).parse().unwrap()),
+            address: lb::config::Addr(
+                format!("10.{}.{}.{}:80", i / 65536, (i / 256) % 256, i % 256)
+                    .parse()
+                    .unwrap(),
+            ),
             weight: 1,
             max_connections: None,
         })
@@ -21,7 +25,10 @@ fn pool(algorithm: Algorithm, n: usize) -> Pool {
     conf.algorithm = algorithm;
     conf.hash_key = Some(HashKey::Uri);
     let pool = Pool::build("bench", &conf).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(pool.balancer().update()).unwrap();
     pool
 }
@@ -31,7 +38,8 @@ fn request() -> RequestHeader {
     req.append_header("host", "shop.example.com").unwrap();
     req.append_header("user-agent", "bench/1.0").unwrap();
     req.append_header("x-user", "user-4711").unwrap();
-    req.append_header("cookie", "theme=dark; lb_sticky=0123456789abcdef; sid=abc").unwrap();
+    req.append_header("cookie", "theme=dark; lb_sticky=0123456789abcdef; sid=abc")
+        .unwrap();
     req
 }
 

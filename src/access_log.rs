@@ -111,7 +111,10 @@ impl AccessLog {
         }
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            warn!("access log {}: {dropped} lines dropped (the disk did not keep up)", self.path.display());
+            warn!(
+                "access log {}: {dropped} lines dropped (the disk did not keep up)",
+                self.path.display()
+            );
         }
     }
 }
@@ -225,7 +228,11 @@ fn push_secs(out: &mut Vec<u8>, d: Duration) {
     push_u64(out, ms / 1000);
     out.push(b'.');
     let frac = ms % 1000;
-    out.extend_from_slice(&[b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+    out.extend_from_slice(&[
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
@@ -279,7 +286,9 @@ struct Utc(u64);
 
 impl std::fmt::Display for Utc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
         let days = (self.0 / 86_400) as i64;
         let rem = self.0 % 86_400;
         // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -293,7 +302,13 @@ impl std::fmt::Display for Utc {
         let month = if mp < 10 { mp + 3 } else { mp - 9 };
         let year = yoe + era * 400 + i64::from(month <= 2);
         let name = MONTHS[(month - 1) as usize];
-        write!(f, "{day:02}/{name}/{year}:{:02}:{:02}:{:02} +0000", rem / 3600, rem / 60 % 60, rem % 60)
+        write!(
+            f,
+            "{day:02}/{name}/{year}:{:02}:{:02}:{:02} +0000",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        )
     }
 }
 
@@ -320,7 +335,10 @@ mod tests {
         push_ip(&mut out, "10.200.3.4".parse().unwrap());
         out.push(b' ');
         push_ip(&mut out, "::1".parse().unwrap());
-        assert_eq!(String::from_utf8(out).unwrap(), "0 18446744073709551615 12.345 10.200.3.4 [::1]");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "0 18446744073709551615 12.345 10.200.3.4 [::1]"
+        );
     }
 
     #[test]

@@ -154,7 +154,11 @@ impl Cli {
         let backends = self
             .backend
             .iter()
-            .map(|&(address, weight)| BackendConf { address, weight, max_connections: None })
+            .map(|&(address, weight)| BackendConf {
+                address,
+                weight,
+                max_connections: None,
+            })
             .collect();
         let pool = Upstream::new(backends);
         Ok(Config {
@@ -168,7 +172,11 @@ impl Cli {
     }
 
     fn flag_error(&self, message: String) -> ConfigError {
-        ConfigError::Invalid { file: self.source(), path: String::new(), message }
+        ConfigError::Invalid {
+            file: self.source(),
+            path: String::new(),
+            message,
+        }
     }
 
     fn apply_overrides(&self, config: &mut Config) {
@@ -268,19 +276,32 @@ mod tests {
     #[test]
     fn overrides_reach_every_pool() {
         let c = cli(&[
-            "--backend", "127.0.0.1:9001", "--algorithm", "consistent", "--hash-key", "header:X-U",
-            "--health-check-path", "/healthz", "--health-check-interval", "500ms",
+            "--backend",
+            "127.0.0.1:9001",
+            "--algorithm",
+            "consistent",
+            "--hash-key",
+            "header:X-U",
+            "--health-check-path",
+            "/healthz",
+            "--health-check-interval",
+            "500ms",
         ]);
         let pool = &c.config().unwrap().upstreams["default"];
         assert_eq!(pool.algorithm, Algorithm::Consistent);
         assert_eq!(pool.hash_key, Some(HashKey::Header("X-U".into())));
         let hc = pool.health_check.as_ref().unwrap();
-        assert_eq!((hc.path.as_str(), hc.interval.to_string()), ("/healthz", "500ms".into()));
+        assert_eq!(
+            (hc.path.as_str(), hc.interval.to_string()),
+            ("/healthz", "500ms".into())
+        );
     }
 
     #[test]
     fn hash_without_key_is_refused() {
-        let err = cli(&["--backend", "127.0.0.1:9001", "--algorithm", "hash"]).config().unwrap_err();
+        let err = cli(&["--backend", "127.0.0.1:9001", "--algorithm", "hash"])
+            .config()
+            .unwrap_err();
         assert!(err.to_string().contains("upstreams.default.hash_key"), "{err}");
     }
 
@@ -297,8 +318,17 @@ mod tests {
     #[test]
     fn forwarded_args_describe_the_same_configuration() {
         let c = cli(&[
-            "upgrade", "--backend", "127.0.0.1:9001,weight=2", "--listen", "127.0.0.1:81",
-            "--algorithm", "hash", "--hash-key", "cookie:sid", "--health-check-interval", "1500ms",
+            "upgrade",
+            "--backend",
+            "127.0.0.1:9001,weight=2",
+            "--listen",
+            "127.0.0.1:81",
+            "--algorithm",
+            "hash",
+            "--hash-key",
+            "cookie:sid",
+            "--health-check-interval",
+            "1500ms",
         ]);
         assert!(matches!(c.command, Some(Command::Upgrade { .. })));
         let again = Cli::try_parse_from(std::iter::once("lb".to_string()).chain(c.forward_args())).unwrap();

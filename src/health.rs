@@ -54,15 +54,25 @@ impl HealthCheck for PoolCheck {
 /// The health check of pool `pool`, strict while `warming` is set. Pingora logs each
 /// transition once, as `pool web backend 127.0.0.1:9001 becomes unhealthy, <reason>` (or
 /// `becomes healthy`).
-pub fn pool_check(pool: &str, conf: &HealthCheckConf, warming: Arc<AtomicBool>) -> Result<Box<dyn HealthCheck + Send + Sync>, StartError> {
-    Ok(Box::new(PoolCheck { http: http_check(pool, conf)?, warming }))
+pub fn pool_check(
+    pool: &str,
+    conf: &HealthCheckConf,
+    warming: Arc<AtomicBool>,
+) -> Result<Box<dyn HealthCheck + Send + Sync>, StartError> {
+    Ok(Box::new(PoolCheck {
+        http: http_check(pool, conf)?,
+        warming,
+    }))
 }
 
 fn http_check(pool: &str, conf: &HealthCheckConf) -> Result<HttpHealthCheck, StartError> {
-    let fail = |message: String| StartError::Pool { pool: pool.to_string(), message };
+    let fail = |message: String| StartError::Pool {
+        pool: pool.to_string(),
+        message,
+    };
     let mut check = HttpHealthCheck::new(&conf.host, false);
-    let mut req = RequestHeader::build("GET", conf.path.as_bytes(), None)
-        .map_err(|e| fail(format!("health_check.path: {e}")))?;
+    let mut req =
+        RequestHeader::build("GET", conf.path.as_bytes(), None).map_err(|e| fail(format!("health_check.path: {e}")))?;
     req.append_header("Host", conf.host.as_str())
         .map_err(|e| fail(format!("health_check.host: {e}")))?;
     req.append_header("User-Agent", "lb-health-check")
@@ -130,10 +140,7 @@ impl BackgroundService for PoolService {
 
 impl PoolService {
     fn checked(&self) -> impl Iterator<Item = Arc<Pool>> + '_ {
-        self.pools
-            .iter()
-            .filter(|p| p.health_interval.is_some())
-            .cloned()
+        self.pools.iter().filter(|p| p.health_interval.is_some()).cloned()
     }
 }
 

@@ -86,7 +86,10 @@ pub struct Draining<A> {
 impl<A> Draining<A> {
     /// Wraps `app`, reporting the end to `life`.
     pub fn new(app: A, life: Arc<Lifecycle>) -> Self {
-        Draining { inner: Arc::new(app), life }
+        Draining {
+            inner: Arc::new(app),
+            life,
+        }
     }
 }
 
@@ -281,9 +284,15 @@ mod tests {
 
     #[test]
     fn wildcard_listeners_are_probed_on_loopback() {
-        assert_eq!(probe_addr("0.0.0.0:80".parse().unwrap()), "127.0.0.1:80".parse().unwrap());
+        assert_eq!(
+            probe_addr("0.0.0.0:80".parse().unwrap()),
+            "127.0.0.1:80".parse().unwrap()
+        );
         assert_eq!(probe_addr("[::]:80".parse().unwrap()), "[::1]:80".parse().unwrap());
-        assert_eq!(probe_addr("10.1.1.1:80".parse().unwrap()), "10.1.1.1:80".parse().unwrap());
+        assert_eq!(
+            probe_addr("10.1.1.1:80".parse().unwrap()),
+            "10.1.1.1:80".parse().unwrap()
+        );
     }
 
     #[test]

@@ -56,48 +56,95 @@ impl Metrics {
     fn backend_families(&self, out: &mut String) {
         type Get = fn(&Pool, &crate::selection::load::BackendState) -> f64;
         let families: [(&str, &str, &str, Get); 5] = [
-            ("lb_backend_inflight", "gauge", "Requests in flight to the backend.", |_, s| s.inflight() as f64),
-            ("lb_backend_requests_total", "counter", "Attempts sent to the backend, retries included.", |_, s| {
-                s.requests.load(Ordering::Relaxed) as f64
-            }),
-            ("lb_backend_failures_total", "counter", "Attempts that failed to connect or to get a response.", |_, s| {
-                s.failures.load(Ordering::Relaxed) as f64
-            }),
-            ("lb_backend_healthy", "gauge", "1 when the backend is healthy and enabled, else 0.", |p, s| {
-                let b = Backend::new_with_weight(&s.addr.to_string(), s.weight);
-                b.is_ok_and(|b| p.balancer().backends().ready(&b)) as u8 as f64
-            }),
-            ("lb_backend_latency_seconds", "gauge", "least_time's decaying peak average of response time.", |_, s| {
-                s.latency.get() / 1e9
-            }),
+            (
+                "lb_backend_inflight",
+                "gauge",
+                "Requests in flight to the backend.",
+                |_, s| s.inflight() as f64,
+            ),
+            (
+                "lb_backend_requests_total",
+                "counter",
+                "Attempts sent to the backend, retries included.",
+                |_, s| s.requests.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "lb_backend_failures_total",
+                "counter",
+                "Attempts that failed to connect or to get a response.",
+                |_, s| s.failures.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "lb_backend_healthy",
+                "gauge",
+                "1 when the backend is healthy and enabled, else 0.",
+                |p, s| {
+                    let b = Backend::new_with_weight(&s.addr.to_string(), s.weight);
+                    b.is_ok_and(|b| p.balancer().backends().ready(&b)) as u8 as f64
+                },
+            ),
+            (
+                "lb_backend_latency_seconds",
+                "gauge",
+                "least_time's decaying peak average of response time.",
+                |_, s| s.latency.get() / 1e9,
+            ),
         ];
         for (name, kind, help, get) in families {
             family(out, name, kind, help);
             for pool in &self.pools {
                 for state in pool.states().all() {
                     let value = get(pool, state);
-                    let _ = writeln!(out, "{name}{{pool=\"{}\",backend=\"{}\"}} {value}", pool.name, state.addr);
+                    let _ = writeln!(
+                        out,
+                        "{name}{{pool=\"{}\",backend=\"{}\"}} {value}",
+                        pool.name, state.addr
+                    );
                 }
             }
         }
     }
 
     fn pool_families(&self, out: &mut String) {
-        family(out, "lb_pool_queued", "gauge", "Requests waiting for a free backend slot.");
+        family(
+            out,
+            "lb_pool_queued",
+            "gauge",
+            "Requests waiting for a free backend slot.",
+        );
         for pool in &self.pools {
             let _ = writeln!(out, "lb_pool_queued{{pool=\"{}\"}} {}", pool.name, pool.queued());
         }
-        family(out, "lb_pool_refused_total", "counter", "Requests answered 503 without a backend, by reason.");
+        family(
+            out,
+            "lb_pool_refused_total",
+            "counter",
+            "Requests answered 503 without a backend, by reason.",
+        );
         for pool in &self.pools {
             for (reason, n) in pool.refusals() {
-                let _ = writeln!(out, "lb_pool_refused_total{{pool=\"{}\",reason=\"{reason}\"}} {n}", pool.name);
+                let _ = writeln!(
+                    out,
+                    "lb_pool_refused_total{{pool=\"{}\",reason=\"{reason}\"}} {n}",
+                    pool.name
+                );
             }
         }
-        family(out, "lb_responses_total", "counter", "Responses sent to clients, by status class.");
+        family(
+            out,
+            "lb_responses_total",
+            "counter",
+            "Responses sent to clients, by status class.",
+        );
         for pool in &self.pools {
             for class in 0..5 {
                 let n = pool.responses.get(class);
-                let _ = writeln!(out, "lb_responses_total{{pool=\"{}\",code=\"{}xx\"}} {n}", pool.name, class + 1);
+                let _ = writeln!(
+                    out,
+                    "lb_responses_total{{pool=\"{}\",code=\"{}xx\"}} {n}",
+                    pool.name,
+                    class + 1
+                );
             }
         }
     }

@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 fn invalid(file: &str, path: &str, message: String) -> ConfigError {
-    ConfigError::Invalid { file: file.to_string(), path: path.to_string(), message }
+    ConfigError::Invalid {
+        file: file.to_string(),
+        path: path.to_string(),
+        message,
+    }
 }
 
 /// Checks `config` (read from `file`) against this machine; `bind` also tries the listeners
@@ -18,26 +22,41 @@ pub fn check(config: &Config, file: &str, bind: bool) -> Result<(), ConfigError>
         for (i, listener) in config.listeners.iter().enumerate() {
             let addr = listener.address.0;
             probe_bind(addr).map_err(|e| {
-                invalid(file, &format!("listeners[{i}].address"), format!("cannot listen on {addr}: {e}"))
+                invalid(
+                    file,
+                    &format!("listeners[{i}].address"),
+                    format!("cannot listen on {addr}: {e}"),
+                )
             })?;
         }
         if let Some(metrics) = &config.metrics {
             let addr = metrics.address.0;
-            probe_bind(addr)
-                .map_err(|e| invalid(file, "metrics.address", format!("cannot listen on {addr}: {e}")))?;
+            probe_bind(addr).map_err(|e| invalid(file, "metrics.address", format!("cannot listen on {addr}: {e}")))?;
         }
     }
     let server = &config.server;
     if let Some(user) = &server.user {
         match nix::unistd::User::from_name(user) {
             Ok(Some(_)) => {}
-            _ => return Err(invalid(file, "server.user", format!("no user named {user:?} on this machine"))),
+            _ => {
+                return Err(invalid(
+                    file,
+                    "server.user",
+                    format!("no user named {user:?} on this machine"),
+                ))
+            }
         }
     }
     if let Some(group) = &server.group {
         match nix::unistd::Group::from_name(group) {
             Ok(Some(_)) => {}
-            _ => return Err(invalid(file, "server.group", format!("no group named {group:?} on this machine"))),
+            _ => {
+                return Err(invalid(
+                    file,
+                    "server.group",
+                    format!("no group named {group:?} on this machine"),
+                ))
+            }
         }
     }
     if server.daemon {
@@ -60,7 +79,10 @@ fn check_daemon_paths(config: &Config, file: &str) -> Result<(), ConfigError> {
             .map_err(|e| invalid(file, "server.error_log", format!("cannot open {log}: {e}")))?;
     }
     if !dir_writable(Path::new(&server.pid_file)) {
-        let msg = format!("cannot write {} (its directory is missing or read-only)", server.pid_file);
+        let msg = format!(
+            "cannot write {} (its directory is missing or read-only)",
+            server.pid_file
+        );
         return Err(invalid(file, "server.pid_file", msg));
     }
     Ok(())

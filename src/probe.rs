@@ -18,9 +18,13 @@ pub fn probe(addr: SocketAddr) -> Result<u16, String> {
     stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
     let request = "GET / HTTP/1.1\r\nHost: lb-probe\r\nUser-Agent: lb-probe\r\nConnection: close\r\n\r\n";
-    stream.write_all(request.as_bytes()).map_err(|e| format!("{addr}: {e}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("{addr}: {e}"))?;
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).map_err(|e| format!("{addr}: no HTTP answer: {e}"))?;
+    stream
+        .read_exact(&mut head)
+        .map_err(|e| format!("{addr}: no HTTP answer: {e}"))?;
     status_of(&head).ok_or_else(|| format!("{addr}: not an HTTP answer: {:?}", String::from_utf8_lossy(&head)))
 }
 

@@ -5,8 +5,8 @@ use crate::access_log::{AccessLog, AccessLogService};
 use crate::config::Config;
 use crate::error::StartError;
 use crate::health::PoolService;
-use crate::metrics::Metrics;
 use crate::lifecycle::{remove_pid_file, survive_early_ready_signal, Draining, Lifecycle, LifecycleService};
+use crate::metrics::Metrics;
 use crate::proxy::Lb;
 use crate::route::Router;
 use crate::upstream::Pool;
@@ -57,9 +57,15 @@ pub fn run(config: Config, opt: Opt) -> Result<(), StartError> {
 
     let mut server = Server::new_with_opt_and_conf(opt, config.server.pingora_conf());
     let phases = server.watch_execution_phase();
-    let pools_ready = server.add_service(one_thread("lb pools", PoolService::new(pools.values().cloned().collect())));
+    let pools_ready = server.add_service(one_thread(
+        "lb pools",
+        PoolService::new(pools.values().cloned().collect()),
+    ));
 
-    let access_log = config.access_log.as_ref().map(|conf| AccessLog::new(Path::new(&conf.path)));
+    let access_log = config
+        .access_log
+        .as_ref()
+        .map(|conf| AccessLog::new(Path::new(&conf.path)));
     if let Some(log) = &access_log {
         server.add_service(one_thread("lb access log", AccessLogService(Arc::clone(log))));
     }
@@ -83,7 +89,9 @@ pub fn run(config: Config, opt: Opt) -> Result<(), StartError> {
 
     let listeners = config.listeners.iter().map(|l| l.address.0).collect();
     let lifecycle = LifecycleService::new(life, listeners, notify_pid, &config.server.pid_file, phases);
-    server.add_service(one_thread("lb lifecycle", lifecycle)).add_dependency(&proxy);
+    server
+        .add_service(one_thread("lb lifecycle", lifecycle))
+        .add_dependency(&proxy);
 
     server.bootstrap();
     server.run(RunArgs::default());

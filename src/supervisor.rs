@@ -110,7 +110,13 @@ async fn supervise(cli: Cli) -> std::io::Result<i32> {
     let exe = std::env::current_exe()?;
     let current = spawn(&exe, &cli.forward_args())?;
     info!("supervising lb pid {current} as PID 1; SIGHUP upgrades it gracefully");
-    let mut sup = Supervisor { exe, cli, current, retiring: Vec::new(), exited: HashMap::new() };
+    let mut sup = Supervisor {
+        exe,
+        cli,
+        current,
+        retiring: Vec::new(),
+        exited: HashMap::new(),
+    };
     let (mut hup, mut term) = (signal(SignalKind::hangup())?, signal(SignalKind::terminate())?);
     let (mut int, mut quit) = (signal(SignalKind::interrupt())?, signal(SignalKind::quit())?);
     let mut chld = signal(SignalKind::child())?;
@@ -138,7 +144,10 @@ impl Supervisor {
         if self.retiring.is_empty() {
             return;
         }
-        warn!("the serving lb exited while {} older one(s) still drain", self.retiring.len());
+        warn!(
+            "the serving lb exited while {} older one(s) still drain",
+            self.retiring.len()
+        );
         let deadline = tokio::time::Instant::now() + UPGRADE_LIMIT;
         while !self.retiring.is_empty() && tokio::time::Instant::now() < deadline {
             let _ = tokio::time::timeout(Duration::from_millis(200), chld.recv()).await;

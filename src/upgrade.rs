@@ -31,7 +31,10 @@ fn alive(pid: i32) -> bool {
     }
     // A zombie (exited, not yet reaped by whoever adopted it) is not running.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    !stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'))
 }
 
 fn read_pid(pid_file: &str) -> Result<i32, UpgradeError> {
@@ -44,7 +47,9 @@ fn read_pid(pid_file: &str) -> Result<i32, UpgradeError> {
     if alive(pid) {
         Ok(pid)
     } else {
-        Err(UpgradeError::NotRunning(format!("pid {pid} from {pid_file} is not running")))
+        Err(UpgradeError::NotRunning(format!(
+            "pid {pid} from {pid_file} is not running"
+        )))
     }
 }
 
@@ -82,7 +87,10 @@ pub fn run(cli: &Cli, config: &Config, limit: Duration) -> Result<String, Upgrad
         Ok(true) => {}
         Ok(false) => {
             let _ = new.kill();
-            return Err(UpgradeError::NewFailedEarly(format!("no {} after {limit:?}", sock.display()), old));
+            return Err(UpgradeError::NewFailedEarly(
+                format!("no {} after {limit:?}", sock.display()),
+                old,
+            ));
         }
         Err(why) => return Err(UpgradeError::NewFailedEarly(why, old)),
     }

@@ -119,7 +119,12 @@ impl Pool {
             spread: AtomicU64::new(0),
             health_interval: conf.health_check.as_ref().map(|hc| hc.interval.0),
             warming,
-            queue: Queue { size: conf.queue_size, timeout: conf.queue_timeout.0, waiting: AtomicUsize::new(0), freed },
+            queue: Queue {
+                size: conf.queue_size,
+                timeout: conf.queue_timeout.0,
+                waiting: AtomicUsize::new(0),
+                freed,
+            },
             sticky: (conf.algorithm == Algorithm::Sticky).then(|| conf.sticky.clone()),
             refused: Default::default(),
             responses: StatusCounts::default(),
@@ -157,9 +162,8 @@ impl Pool {
         match &self.key {
             KeySource::None => Key::Bytes(b""),
             KeySource::Sticky(cookie) => key::extract(cookie, req, client).unwrap_or(Key::Bytes(b"")),
-            KeySource::Hash(source) => key::extract(source, req, client).unwrap_or_else(|| {
-                Key::inline(&self.spread.fetch_add(1, Ordering::Relaxed).to_le_bytes())
-            }),
+            KeySource::Hash(source) => key::extract(source, req, client)
+                .unwrap_or_else(|| Key::inline(&self.spread.fetch_add(1, Ordering::Relaxed).to_le_bytes())),
         }
     }
 
@@ -214,18 +218,24 @@ impl Pool {
             }
         }
         let any_ready = self.balancer.select(key, self.max_iterations, &|_, ready| ready);
-        Err(if any_ready.is_some() { Shortage::Full } else { Shortage::NoneReady })
+        Err(if any_ready.is_some() {
+            Shortage::Full
+        } else {
+            Shortage::NoneReady
+        })
     }
 
     /// The first backend along the algorithm's order that is ready, passes `wanted` and has a
     /// free slot, with that slot taken.
     fn take_slot(&self, key: &[u8], wanted: &dyn Fn(&Backend) -> bool) -> Option<Picked> {
         let lease = RefCell::new(None);
-        let accept = |b: &Backend, ready: bool| {
-            ready && wanted(b) && self.lease(b).map(|l| lease.replace(Some(l))).is_some()
-        };
+        let accept =
+            |b: &Backend, ready: bool| ready && wanted(b) && self.lease(b).map(|l| lease.replace(Some(l))).is_some();
         let backend = self.balancer.select(key, self.max_iterations, &accept)?;
-        Some(Picked { backend, lease: lease.into_inner()? })
+        Some(Picked {
+            backend,
+            lease: lease.into_inner()?,
+        })
     }
 
     fn lease(&self, backend: &Backend) -> Option<Lease> {
@@ -275,7 +285,9 @@ impl<'a> QueueSlot<'a> {
     fn take(queue: &'a Queue) -> Option<Self> {
         queue
             .waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < queue.size).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < queue.size).then_some(n + 1)
+            })
             .ok()
             .map(|_| QueueSlot(&queue.waiting))
     }
@@ -288,7 +300,11 @@ impl Drop for QueueSlot<'_> {
 }
 
 fn backend(addr: std::net::SocketAddr, weight: u32) -> Backend {
-    Backend { addr: SocketAddr::Inet(addr), weight: weight as usize, ext: Extensions::new() }
+    Backend {
+        addr: SocketAddr::Inet(addr),
+        weight: weight as usize,
+        ext: Extensions::new(),
+    }
 }
 
 fn backend_states(conf: &Upstream, freed: &Arc<Notify>) -> Vec<Arc<BackendState>> {
@@ -298,7 +314,14 @@ fn backend_states(conf: &Upstream, freed: &Arc<Notify>) -> Vec<Arc<BackendState>
         .map(|(order, b)| {
             let max = conf.max_connections_of(b);
             let weight = b.weight as usize;
-            Arc::new(BackendState::new(b.address.0, weight, order, max, conf.ewma_decay.0, Arc::clone(freed)))
+            Arc::new(BackendState::new(
+                b.address.0,
+                weight,
+                order,
+                max,
+                conf.ewma_decay.0,
+                Arc::clone(freed),
+            ))
         })
         .collect()
 }
@@ -353,37 +376,59 @@ mod tests {
     #[test]
     fn a_drained_sticky_backend_loses_its_clients_once() {
         let pool = sticky_pool();
-        let first = pool.pick_now(pool.key(&request_with_cookie(None), None).as_bytes(), &[]).unwrap();
+        let first = pool
+            .pick_now(pool.key(&request_with_cookie(None), None).as_bytes(), &[])
+            .unwrap();
         let pinned = cookie_value("web", &first.lease.state().addr);
         drop(first);
         let req = request_with_cookie(Some(&pinned));
         for _ in 0..5 {
             let again = pool.pick_now(pool.key(&req, None).as_bytes(), &[]).unwrap();
             assert_eq!(cookie_value("web", &again.lease.state().addr), pinned);
-            assert!(pool.sticky_cookie(&req, again.lease.state()).is_none(), "no new cookie while pinned");
+            assert!(
+                pool.sticky_cookie(&req, again.lease.state()).is_none(),
+                "no new cookie while pinned"
+            );
         }
         // Drain it (what an admin drain does: Pingora's enablement flag).
-        let drained = Backend { addr: SocketAddr::Inet(first_addr(&pool, &pinned)), weight: 1, ext: Extensions::new() };
+        let drained = Backend {
+            addr: SocketAddr::Inet(first_addr(&pool, &pinned)),
+            weight: 1,
+            ext: Extensions::new(),
+        };
         pool.balancer().backends().set_enable(&drained, false);
         let moved = pool.pick_now(pool.key(&req, None).as_bytes(), &[]).unwrap();
         let new_value = cookie_value("web", &moved.lease.state().addr);
         assert_ne!(new_value, pinned);
-        let set = pool.sticky_cookie(&req, moved.lease.state()).expect("the cookie is updated");
+        let set = pool
+            .sticky_cookie(&req, moved.lease.state())
+            .expect("the cookie is updated");
         assert!(set.starts_with(&format!("lb_sticky={new_value};")), "{set}");
     }
 
     fn first_addr(pool: &Pool, value: &str) -> std::net::SocketAddr {
-        pool.states().all().iter().map(|s| s.addr).find(|a| cookie_value("web", a) == value).unwrap()
+        pool.states()
+            .all()
+            .iter()
+            .map(|s| s.addr)
+            .find(|a| cookie_value("web", a) == value)
+            .unwrap()
     }
 
     #[test]
     fn set_cookie_carries_the_configured_attributes() {
         let mut sticky = StickyConf::default();
-        assert_eq!(set_cookie(&sticky, "abc"), "lb_sticky=abc; Path=/; SameSite=Lax; HttpOnly");
+        assert_eq!(
+            set_cookie(&sticky, "abc"),
+            "lb_sticky=abc; Path=/; SameSite=Lax; HttpOnly"
+        );
         sticky.ttl = Some(Dur(Duration::from_secs(3600)));
         sticky.secure = true;
         sticky.http_only = false;
         sticky.same_site = Some(SameSite::Strict);
-        assert_eq!(set_cookie(&sticky, "abc"), "lb_sticky=abc; Path=/; Max-Age=3600; SameSite=Strict; Secure");
+        assert_eq!(
+            set_cookie(&sticky, "abc"),
+            "lb_sticky=abc; Path=/; Max-Age=3600; SameSite=Strict; Secure"
+        );
     }
 }

@@ -160,7 +160,8 @@ impl Browser {
     async fn visit(&mut self) -> (String, bool) {
         let mut req = request("GET", "/", empty());
         if let Some(c) = &self.cookie {
-            req.headers_mut().insert("cookie", format!("theme=dark; {c}").parse().unwrap());
+            req.headers_mut()
+                .insert("cookie", format!("theme=dark; {c}").parse().unwrap());
         }
         let resp = self.client.send(req).await.unwrap();
         let set = resp.header("set-cookie");
@@ -179,7 +180,10 @@ async fn sticky_pins_clients_and_moves_them_once_when_their_backend_goes() {
     let lb = Lb::start(&pool("sticky", extra, &refs));
     let mut browsers = Vec::new();
     for _ in 0..50 {
-        browsers.push(Browser { client: Client::connect(lb.addr).await.unwrap(), cookie: None });
+        browsers.push(Browser {
+            client: Client::connect(lb.addr).await.unwrap(),
+            cookie: None,
+        });
     }
     let mut home = Vec::new();
     for b in &mut browsers {
@@ -193,7 +197,10 @@ async fn sticky_pins_clients_and_moves_them_once_when_their_backend_goes() {
     let cookie = browsers[0].cookie.clone().unwrap();
     assert!(cookie.starts_with("SRV=") && cookie.len() == 4 + 16, "{cookie}");
     for d in &demos {
-        assert!(!cookie.contains(&d.addr.port().to_string()) && !cookie.contains("127.0.0"), "{cookie}");
+        assert!(
+            !cookie.contains(&d.addr.port().to_string()) && !cookie.contains("127.0.0"),
+            "{cookie}"
+        );
     }
 
     // Take a's backend out: its clients move once, and stay; the others do not move.
@@ -218,7 +225,11 @@ async fn sticky_pins_clients_and_moves_them_once_when_their_backend_goes() {
 
 async fn inflight_at(demo: &Demo) -> String {
     let text = get(demo.addr, "/_demo/stats").await.unwrap().text();
-    text.split("\"inflight\":").nth(1).unwrap_or("").trim_end_matches(['}', '\n']).to_string()
+    text.split("\"inflight\":")
+        .nth(1)
+        .unwrap_or("")
+        .trim_end_matches(['}', '\n'])
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -229,7 +240,9 @@ async fn first_fills_backends_in_configured_order() {
     let refs: Vec<&Demo> = demos.iter().collect();
     let lb = Lb::start(&pool("first", "    max_connections: 4\n", &refs));
     let addr = lb.addr;
-    let requests: Vec<_> = (0..6).map(|_| tokio::spawn(async move { get(addr, "/delay/1500").await })).collect();
+    let requests: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(async move { get(addr, "/delay/1500").await }))
+        .collect();
     let filled = eventually(PATIENCE, async || {
         let mut counts = Vec::new();
         for d in &demos {
@@ -259,7 +272,12 @@ async fn burst(lb: &Lb, n: usize, path: &str) -> Vec<(u16, f64)> {
         .collect();
     let mut out = Vec::new();
     for t in tasks {
-        out.push(tokio::time::timeout(PATIENCE, t).await.expect("a request hung").unwrap());
+        out.push(
+            tokio::time::timeout(PATIENCE, t)
+                .await
+                .expect("a request hung")
+                .unwrap(),
+        );
     }
     out
 }
@@ -267,11 +285,19 @@ async fn burst(lb: &Lb, n: usize, path: &str) -> Vec<(u16, f64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_queue_absorbs_a_burst_up_to_its_size_and_refuses_the_rest_at_once() {
     let (a, b) = (Demo::start("a"), Demo::start("b"));
-    let big = Lb::start(&pool("least_connections", "    max_connections: 4\n    queue_size: 16\n", &[&a, &b]));
+    let big = Lb::start(&pool(
+        "least_connections",
+        "    max_connections: 4\n    queue_size: 16\n",
+        &[&a, &b],
+    ));
     let results = burst(&big, 16, "/delay/400").await;
     assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
 
-    let small = Lb::start(&pool("least_connections", "    max_connections: 4\n    queue_size: 4\n", &[&a, &b]));
+    let small = Lb::start(&pool(
+        "least_connections",
+        "    max_connections: 4\n    queue_size: 4\n",
+        &[&a, &b],
+    ));
     let results = burst(&small, 16, "/delay/400").await;
     let refused: Vec<_> = results.iter().filter(|(s, _)| *s == 503).collect();
     let served = results.iter().filter(|(s, _)| *s == 200).count();
@@ -295,13 +321,29 @@ async fn a_queue_absorbs_a_burst_up_to_its_size_and_refuses_the_rest_at_once() {
 async fn every_algorithm_is_selectable_on_the_command_line_and_in_the_file() {
     let a = Demo::start("a");
     let names = [
-        "round_robin", "weighted_round_robin", "random", "hash", "consistent", "least_connections",
-        "least_conn", "power_of_two", "p2c", "least_time", "sticky", "first",
+        "round_robin",
+        "weighted_round_robin",
+        "random",
+        "hash",
+        "consistent",
+        "least_connections",
+        "least_conn",
+        "power_of_two",
+        "p2c",
+        "least_time",
+        "sticky",
+        "first",
     ];
     for name in names {
         let lb = Lb::start_quick(&[
-            "--backend".into(), a.addr.to_string(), "--algorithm".into(), name.into(),
-            "--hash-key".into(), "uri".into(), "--max-connections".into(), "8".into(),
+            "--backend".into(),
+            a.addr.to_string(),
+            "--algorithm".into(),
+            name.into(),
+            "--hash-key".into(),
+            "uri".into(),
+            "--max-connections".into(),
+            "8".into(),
         ]);
         let resp = get(lb.addr, "/").await.unwrap();
         assert_eq!((resp.status, resp.backend()), (200, "a".to_string()), "{name}");

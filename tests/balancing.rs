@@ -105,7 +105,8 @@ async fn hash_on_uri_and_cookie_keeps_each_key_on_one_backend() {
         let mut seen = std::collections::BTreeSet::new();
         for path in ["/a", "/b", "/c"] {
             let mut req = request("GET", path, empty());
-            req.headers_mut().insert("cookie", format!("theme=dark; sid=user{i}").parse().unwrap());
+            req.headers_mut()
+                .insert("cookie", format!("theme=dark; sid=user{i}").parse().unwrap());
             seen.insert(client.send(req).await.unwrap().backend());
         }
         assert_eq!(seen.len(), 1, "sid=user{i} moved: {seen:?}");
@@ -127,7 +128,10 @@ async fn consistent_hashing_moves_only_the_keys_of_a_removed_backend() {
     let three: Vec<(&Demo, u32)> = all.iter().copied().filter(|(d, _)| d.name != removed).collect();
     let after = key_map(&Lb::start(&pool_yaml("consistent", key, &three)), &keys).await;
     let moved: Vec<&String> = keys.iter().filter(|k| before[*k] != after[*k]).collect();
-    assert!(moved.iter().all(|k| before[*k] == removed), "a key not on {removed} moved");
+    assert!(
+        moved.iter().all(|k| before[*k] == removed),
+        "a key not on {removed} moved"
+    );
     assert!(moved.len() <= 350, "{} of 1000 keys moved", moved.len());
     assert!(!moved.is_empty(), "{removed} had no keys at all");
 }

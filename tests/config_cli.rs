@@ -37,14 +37,46 @@ routes:
 
 /// (what to change in BASE, what the one-line error must contain)
 const MISTAKES: &[(&str, &str, &str)] = &[
-    ("algorithm: round_robin", "algoritm: round_robin", "upstreams.web.algoritm: unknown field `algoritm`"),
-    ("upstream: web}", "upstream: api}", "routes[0].upstream: no upstream named \"api\""),
-    ("127.0.0.1:9002", "10.0.0.x:80", "upstreams.web.backends[1].address: \"10.0.0.x:80\" is not an IP:port"),
-    ("weight: 2", "weight: 0", "upstreams.web.backends[1].weight: 0 is out of range"),
-    ("algorithm: round_robin", "algorithm: hash", "upstreams.web.hash_key: algorithm hash needs a key"),
-    ("algorithm: round_robin", "algorithm: fastest", "upstreams.web.algorithm: unknown variant `fastest`"),
-    ("listeners: [{address: 127.0.0.1:8080}]", "listeners: []", "listeners: define at least one listener"),
-    ("upstreams:", "server: {threads: 0}\nupstreams:", "server.threads: must be at least 1"),
+    (
+        "algorithm: round_robin",
+        "algoritm: round_robin",
+        "upstreams.web.algoritm: unknown field `algoritm`",
+    ),
+    (
+        "upstream: web}",
+        "upstream: api}",
+        "routes[0].upstream: no upstream named \"api\"",
+    ),
+    (
+        "127.0.0.1:9002",
+        "10.0.0.x:80",
+        "upstreams.web.backends[1].address: \"10.0.0.x:80\" is not an IP:port",
+    ),
+    (
+        "weight: 2",
+        "weight: 0",
+        "upstreams.web.backends[1].weight: 0 is out of range",
+    ),
+    (
+        "algorithm: round_robin",
+        "algorithm: hash",
+        "upstreams.web.hash_key: algorithm hash needs a key",
+    ),
+    (
+        "algorithm: round_robin",
+        "algorithm: fastest",
+        "upstreams.web.algorithm: unknown variant `fastest`",
+    ),
+    (
+        "listeners: [{address: 127.0.0.1:8080}]",
+        "listeners: []",
+        "listeners: define at least one listener",
+    ),
+    (
+        "upstreams:",
+        "server: {threads: 0}\nupstreams:",
+        "server.threads: must be at least 1",
+    ),
 ];
 
 #[test]
@@ -61,7 +93,10 @@ fn each_config_mistake_is_one_line_naming_the_file_and_field() {
         "    backends:\n      - address: 127.0.0.1:9001\n      - address: 127.0.0.1:9002\n        weight: 2\n",
         "    backends: []\n",
     );
-    cases.push((empty_pool, "upstreams.web.backends: a pool needs at least one backend".into()));
+    cases.push((
+        empty_pool,
+        "upstreams.web.backends: a pool needs at least one backend".into(),
+    ));
     cases.push(("listeners: [".into(), "did not find expected".into()));
     cases.push(("".into(), "the file is empty".into()));
     for (i, (yaml, expect)) in cases.iter().enumerate() {
@@ -86,8 +121,18 @@ fn help_documents_every_flag() {
     let (status, out, _) = run_lb(&["--help"]);
     assert!(status.success());
     for flag in [
-        "-c, --conf", "-t, --test", "-d, --daemon", "-u, --upgrade", "--algorithm", "--hash-key",
-        "--health-check-interval", "--health-check-path", "--listen", "--backend", "SIGQUIT", "RUST_LOG",
+        "-c, --conf",
+        "-t, --test",
+        "-d, --daemon",
+        "-u, --upgrade",
+        "--algorithm",
+        "--hash-key",
+        "--health-check-interval",
+        "--health-check-path",
+        "--listen",
+        "--backend",
+        "SIGQUIT",
+        "RUST_LOG",
     ] {
         assert!(out.contains(flag), "--help lacks {flag}:\n{out}");
     }
@@ -131,7 +176,14 @@ async fn command_line_overrides_apply_to_every_pool() {
     );
     let lb = Lb::start_args(
         &yaml,
-        &["--algorithm", "round_robin", "--health-check-path", "/healthz", "--health-check-interval", "100ms"],
+        &[
+            "--algorithm",
+            "round_robin",
+            "--health-check-path",
+            "/healthz",
+            "--health-check-interval",
+            "100ms",
+        ],
     );
     let counts = tally(&lb, 40).await;
     assert_eq!((counts["a"], counts["b"]), (20, 20), "round robin expected: {counts:?}");
@@ -139,7 +191,11 @@ async fn command_line_overrides_apply_to_every_pool() {
     // Health checks were switched on by the flags: failing /healthz ejects the backend.
     assert_eq!(get(a.addr, "/_demo/health/503").await.unwrap().status, 200);
     let needle = format!("pool web backend {} becomes unhealthy", a.addr);
-    assert!(eventually(PATIENCE, async || lb.log().contains(&needle)).await, "{}", lb.log());
+    assert!(
+        eventually(PATIENCE, async || lb.log().contains(&needle)).await,
+        "{}",
+        lb.log()
+    );
     let counts = tally(&lb, 20).await;
     assert_eq!(counts.get("a"), None, "{counts:?}");
 }

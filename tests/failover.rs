@@ -87,7 +87,10 @@ async fn a_killed_backend_fails_no_request_and_is_ejected_then_readmitted() {
     assert!(ejected_in <= bound, "ejected after {ejected_in:?}, bound {bound:?}");
     let restarted_at = restarted_at.expect("b was never ejected during the run");
     let readmitted_in = logged_after(&lb, &healthy, restarted_at).await;
-    assert!(readmitted_in <= bound, "readmitted after {readmitted_in:?}, bound {bound:?}");
+    assert!(
+        readmitted_in <= bound,
+        "readmitted after {readmitted_in:?}, bound {bound:?}"
+    );
     assert!(!seen["down"].contains_key("b"), "a dead backend answered? {seen:?}");
     eprintln!("ejected in {ejected_in:?}, readmitted in {readmitted_in:?}, answers {seen:?}");
 
@@ -115,7 +118,11 @@ async fn a_pool_of_ejected_backends_answers_503_at_once() {
     let started = Instant::now();
     let resp = get(lb.addr, "/").await.unwrap();
     assert_eq!(resp.status, 503);
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(resp.body.len() < 100, "long body: {}", resp.text());
 }
 
@@ -130,7 +137,11 @@ async fn dead_backends_without_health_checks_answer_503_at_once() {
     let started = Instant::now();
     let resp = get(lb.addr, "/").await.unwrap();
     assert_eq!(resp.status, 503, "{}", resp.text());
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,6 +199,12 @@ upstreams:
         assert_eq!(client.get("/").await.unwrap().backend(), "a");
     }
     let log = lb.log();
-    assert!(log.contains(&format!("pool web backend {dead} becomes unhealthy")), "{log}");
-    assert!(!log.contains("Fail to proxy"), "a request was sent to the dead backend:\n{log}");
+    assert!(
+        log.contains(&format!("pool web backend {dead} becomes unhealthy")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("Fail to proxy"),
+        "a request was sent to the dead backend:\n{log}"
+    );
 }

@@ -27,22 +27,40 @@ routes:
     let lb = Lb::start(&yaml);
     let mut client = Client::connect(lb.addr).await.unwrap();
     let mut req = request("GET", "/app/x?y=1", empty());
-    req.headers_mut().insert("user-agent", "test \"agent\"/1".parse().unwrap());
-    req.headers_mut().insert("referer", "http://example.test/".parse().unwrap());
+    req.headers_mut()
+        .insert("user-agent", "test \"agent\"/1".parse().unwrap());
+    req.headers_mut()
+        .insert("referer", "http://example.test/".parse().unwrap());
     assert_eq!(client.send(req).await.unwrap().status, 200);
     assert_eq!(client.get("/elsewhere").await.unwrap().status, 404);
     assert_eq!(client.get("/status/503").await.unwrap().status, 503);
 
     let path = lb.dir.path("access.log");
-    let written = eventually(PATIENCE, async || std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() == 3)).await;
+    let written = eventually(PATIENCE, async || {
+        std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() == 3)
+    })
+    .await;
     let log = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(written, "access log:\n{log}");
     let lines: Vec<&str> = log.lines().collect();
     let upstream = format!("pool=web upstream={} tries=1 rt=", a.addr);
     assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
-    assert!(lines[0].contains("] \"GET /app/x?y=1 HTTP/1.1\" 200 2 \"http://example.test/\" \"test \\x22agent\\x22/1\" "), "{}", lines[0]);
-    assert!(lines[0].contains(&upstream) && lines[0].contains(" urt=0."), "{}", lines[0]);
-    assert!(lines[1].contains("\"GET /elsewhere HTTP/1.1\" 404 ") && lines[1].ends_with("pool=- upstream=- tries=0 rt=0.000 urt=-"), "{}", lines[1]);
+    assert!(
+        lines[0].contains("] \"GET /app/x?y=1 HTTP/1.1\" 200 2 \"http://example.test/\" \"test \\x22agent\\x22/1\" "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(&upstream) && lines[0].contains(" urt=0."),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"GET /elsewhere HTTP/1.1\" 404 ")
+            && lines[1].ends_with("pool=- upstream=- tries=0 rt=0.000 urt=-"),
+        "{}",
+        lines[1]
+    );
     assert!(lines[2].contains("\"GET /status/503 HTTP/1.1\" 503 "), "{}", lines[2]);
 
     let text = get(metrics, "/metrics").await.unwrap().text();
@@ -79,18 +97,31 @@ upstreams:
     let lb = Lb::start(&yaml);
     let inflight = format!("lb_backend_inflight{{pool=\"web\",backend=\"{}\"}} ", a.addr);
     let at_backend = async |n: &str| {
-        get(metrics, "/metrics").await.is_ok_and(|r| r.text().contains(&format!("{inflight}{n}\n")))
+        get(metrics, "/metrics")
+            .await
+            .is_ok_and(|r| r.text().contains(&format!("{inflight}{n}\n")))
     };
 
     // The request reaches the backend (which answers in 5 s), then the client hangs up.
     let mut conn = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
-    conn.write_all(b"GET /delay/5000 HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
-    assert!(eventually(PATIENCE, async || at_backend("1").await).await, "the request never reached the backend");
+    conn.write_all(b"GET /delay/5000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        eventually(PATIENCE, async || at_backend("1").await).await,
+        "the request never reached the backend"
+    );
     drop(conn);
-    assert!(eventually(PATIENCE, async || at_backend("0").await).await, "the backend slot was not released");
+    assert!(
+        eventually(PATIENCE, async || at_backend("0").await).await,
+        "the backend slot was not released"
+    );
 
     let path = lb.dir.path("access.log");
-    let logged = eventually(PATIENCE, async || std::fs::read_to_string(&path).is_ok_and(|t| !t.is_empty())).await;
+    let logged = eventually(PATIENCE, async || {
+        std::fs::read_to_string(&path).is_ok_and(|t| !t.is_empty())
+    })
+    .await;
     let access = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(logged, "no access log line");
     assert!(access.contains("\"GET /delay/5000 HTTP/1.1\" 499 0 "), "{access}");

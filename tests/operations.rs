@@ -34,7 +34,11 @@ fn alive(pid: u32) -> bool {
 }
 
 fn read_pid(path: &std::path::Path) -> u32 {
-    std::fs::read_to_string(path).unwrap_or_default().trim().parse().unwrap_or(0)
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 fn daemon_config(backends: &[&Demo]) -> String {
@@ -53,7 +57,11 @@ upstreams:
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(LB).args(args).env("RUST_LOG", "info").output().expect("run lb")
+    Command::new(LB)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run lb")
 }
 
 /// Starts `lb -d` and returns once `lb -d` itself returned.
@@ -61,7 +69,11 @@ fn start_daemon(dir: &TempDir, yaml: &str, listen: SocketAddr) -> (Daemon, Strin
     let conf = write_config(dir, yaml, listen);
     let out = run(&["-d", "-c", conf.to_str().unwrap()]);
     let log = std::fs::read_to_string(dir.path("error.log")).unwrap_or_default();
-    assert!(out.status.success(), "lb -d failed: {}\n{log}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "lb -d failed: {}\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pid = read_pid(&dir.path("lb.pid"));
     assert!(pid > 0 && alive(pid), "pid file names no live process:\n{log}");
     (Daemon { pid }, conf.display().to_string())
@@ -107,7 +119,10 @@ impl Load {
                 resp.header("connection").eq_ignore_ascii_case("close")
             }
             Ok(resp) => {
-                self.errors.lock().unwrap().push(format!("{what}: status {}", resp.status));
+                self.errors
+                    .lock()
+                    .unwrap()
+                    .push(format!("{what}: status {}", resp.status));
                 true
             }
             Err(e) => {
@@ -183,9 +198,15 @@ async fn an_upgrade_under_load_drops_nothing_and_carries_the_new_config() {
     let (load, tasks) = start_load(listen, 16);
     tokio::time::sleep(Duration::from_secs(3)).await;
     write_config(&dir, &daemon_config(&[&a, &b, &c]), listen);
-    let upgrade = tokio::task::spawn_blocking(move || run(&["upgrade", "-c", &conf])).await.unwrap();
+    let upgrade = tokio::task::spawn_blocking(move || run(&["upgrade", "-c", &conf]))
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&upgrade.stdout).into_owned();
-    assert!(upgrade.status.success(), "upgrade failed: {stdout}{}", String::from_utf8_lossy(&upgrade.stderr));
+    assert!(
+        upgrade.status.success(),
+        "upgrade failed: {stdout}{}",
+        String::from_utf8_lossy(&upgrade.stderr)
+    );
     assert!(stdout.contains("upgraded: new pid"), "{stdout}");
     load.mark.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -194,14 +215,32 @@ async fn an_upgrade_under_load_drops_nothing_and_carries_the_new_config() {
         task.await.unwrap();
     }
 
-    let new = Daemon { pid: read_pid(&dir.path("lb.pid")) };
+    let new = Daemon {
+        pid: read_pid(&dir.path("lb.pid")),
+    };
     let log = std::fs::read_to_string(dir.path("error.log")).unwrap_or_default();
     let errors = load.errors.lock().unwrap().clone();
-    assert!(errors.is_empty(), "{} failed of {}: {:?}\n{log}", errors.len(), load.ok.load(Ordering::Relaxed), &errors[..errors.len().min(10)]);
-    assert!(load.ok.load(Ordering::Relaxed) > 1000, "too little load to mean anything");
-    assert!(eventually(PATIENCE, async || !alive(old.pid)).await, "old pid {} still running", old.pid);
+    assert!(
+        errors.is_empty(),
+        "{} failed of {}: {:?}\n{log}",
+        errors.len(),
+        load.ok.load(Ordering::Relaxed),
+        &errors[..errors.len().min(10)]
+    );
+    assert!(
+        load.ok.load(Ordering::Relaxed) > 1000,
+        "too little load to mean anything"
+    );
+    assert!(
+        eventually(PATIENCE, async || !alive(old.pid)).await,
+        "old pid {} still running",
+        old.pid
+    );
     assert!(new.pid != old.pid && alive(new.pid), "new pid {} not running", new.pid);
-    assert!(load.after_mark.lock().unwrap().contains("c"), "the new backend c never answered");
+    assert!(
+        load.after_mark.lock().unwrap().contains("c"),
+        "the new backend c never answered"
+    );
     assert_eq!(get(listen, "/").await.unwrap().status, 200);
 }
 
@@ -219,7 +258,9 @@ upstreams: {{web: {{backends: [{}]}}}}
     let addr = lb.addr;
     let slow = tokio::spawn(async move { get(addr, "/delay/2000").await });
     let in_flight = eventually(PATIENCE, async || {
-        get(a.addr, "/_demo/stats").await.is_ok_and(|r| r.text().contains("\"inflight\":1"))
+        get(a.addr, "/_demo/stats")
+            .await
+            .is_ok_and(|r| r.text().contains("\"inflight\":1"))
     })
     .await;
     assert!(in_flight, "the slow request never reached the backend");
@@ -231,7 +272,10 @@ upstreams: {{web: {{backends: [{}]}}}}
     let refused_after = sent.elapsed();
     let resp = slow.await.unwrap().expect("in-flight request failed");
     assert_eq!((resp.status, resp.text()), (200, "a\n".to_string()));
-    assert!(refused_after < Duration::from_secs(2), "listener closed only after {refused_after:?}");
+    assert!(
+        refused_after < Duration::from_secs(2),
+        "listener closed only after {refused_after:?}"
+    );
     let status = lb.proc.wait_exit(PATIENCE).expect("lb did not exit");
     assert_eq!(status.code(), Some(0), "{}", lb.log());
     assert!(lb.log().contains("no request in flight, exiting"), "{}", lb.log());
@@ -243,7 +287,13 @@ async fn a_broken_config_leaves_the_running_lb_untouched() {
     let dir = TempDir::new("broken");
     let listen = common::free_addr();
     let (daemon, conf) = start_daemon(&dir, &daemon_config(&[&a]), listen);
-    std::fs::write(&conf, std::fs::read_to_string(&conf).unwrap().replace("backends:", "backendz:")).unwrap();
+    std::fs::write(
+        &conf,
+        std::fs::read_to_string(&conf)
+            .unwrap()
+            .replace("backends:", "backendz:"),
+    )
+    .unwrap();
 
     let out = run(&["upgrade", "-c", &conf]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -255,7 +305,13 @@ async fn a_broken_config_leaves_the_running_lb_untouched() {
 
     // A valid config whose new process cannot start is refused before the old one is touched.
     let other = Demo::start("b");
-    std::fs::write(&conf, daemon_config(&[&other]).replace("{listen}", &listen.to_string()).replace("{dir}", "/nonexistent")).unwrap();
+    std::fs::write(
+        &conf,
+        daemon_config(&[&other])
+            .replace("{listen}", &listen.to_string())
+            .replace("{dir}", "/nonexistent"),
+    )
+    .unwrap();
     let out = run(&["upgrade", "-c", &conf]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(alive(daemon.pid));
@@ -284,7 +340,12 @@ fn in_netns(script: &str) -> Option<Output> {
         return None;
     }
     let full = format!("ip link set lo up 2>/dev/null || true\n{script}");
-    Some(Command::new("unshare").args(["--net", "bash", "-c", &full]).output().expect("unshare"))
+    Some(
+        Command::new("unshare")
+            .args(["--net", "bash", "-c", &full])
+            .output()
+            .expect("unshare"),
+    )
 }
 
 #[test]
@@ -299,7 +360,9 @@ fn the_image_entrypoint_runs_as_non_root_with_the_mounted_conf_layout() {
     let dockerfile = std::fs::read_to_string(common::crate_dir().join("Dockerfile")).unwrap();
     assert!(dockerfile.contains(r#"ENTRYPOINT ["lb"]"#) && dockerfile.contains(r#"CMD ["-c", "/etc/lb/lb.yaml"]"#));
     // chmod so the unprivileged user can reach the copied config, as a read-only mount would.
-    let _ = Command::new("chmod").args(["-R", "a+rX", root.0.to_str().unwrap()]).status();
+    let _ = Command::new("chmod")
+        .args(["-R", "a+rX", root.0.to_str().unwrap()])
+        .status();
     let conf = etc.join("lb.yaml");
     let script = format!(
         "{demo} a=127.0.0.1:9001 b=127.0.0.1:9002 c=127.0.0.1:9003 >/dev/null 2>&1 &
@@ -324,7 +387,10 @@ kill %1",
     let Some(out) = in_netns(&script) else { return };
     let text = String::from_utf8_lossy(&out.stdout);
     let log = std::fs::read_to_string(root.path("lb.log")).unwrap_or_default();
-    assert!(text.contains("a b c"), "no rotation through the image's config: {text}\n{log}");
+    assert!(
+        text.contains("a b c"),
+        "no rotation through the image's config: {text}\n{log}"
+    );
     assert!(text.contains("user=nobody") || text.contains("user=65534"), "{text}");
     assert!(text.contains("exit=0"), "{text}\n{log}");
 }
@@ -363,7 +429,10 @@ async fn as_pid_1_lb_supervises_and_upgrades_its_child_on_sighup() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     write_config(&dir, &yaml(&[&b]), listen);
     signal(pid1, "HUP");
-    let moved = eventually(PATIENCE, async || get(listen, "/").await.is_ok_and(|r| r.backend() == "b")).await;
+    let moved = eventually(PATIENCE, async || {
+        get(listen, "/").await.is_ok_and(|r| r.backend() == "b")
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     load.stop.store(true, Ordering::Relaxed);
     for task in tasks {

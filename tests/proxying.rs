@@ -29,7 +29,10 @@ async fn bodies_of_every_method_echo_byte_identical() {
     for method in ["POST", "PUT", "PATCH", "DELETE"] {
         for len in [0, 1, 65_537, 10 * 1024 * 1024] {
             let body = body_of(len);
-            let resp = client.send(request(method, "/echo?m=1", full(body.clone()))).await.unwrap();
+            let resp = client
+                .send(request(method, "/echo?m=1", full(body.clone())))
+                .await
+                .unwrap();
             assert_eq!(resp.status, 200, "{method} {len}");
             assert_eq!(resp.header("x-echo-method"), method);
             assert_eq!(resp.body.len(), len, "{method} {len}");
@@ -49,7 +52,10 @@ async fn chunked_request_bodies_pass_through() {
     assert!(resp.text().contains("transfer-encoding: chunked"), "{}", resp.text());
     assert!(resp.text().ends_with("body: 300000 bytes\n"), "{}", resp.text());
 
-    let resp = client.send(request("PUT", "/upload", streamed(300_000, 7_000, false))).await.unwrap();
+    let resp = client
+        .send(request("PUT", "/upload", streamed(300_000, 7_000, false)))
+        .await
+        .unwrap();
     assert_eq!(resp.text(), "received 300000 bytes\n");
 }
 
@@ -75,7 +81,9 @@ async fn query_strings_repeated_headers_and_forwarding_headers_survive() {
     assert!(lines.contains(&"x-forwarded-host: shop.example:8080"), "{text}");
 
     // Without an earlier hop, the header is just the client, from whichever address it used.
-    let mut from7 = Client::connect_from(Some("127.0.0.7".parse().unwrap()), lb.addr).await.unwrap();
+    let mut from7 = Client::connect_from(Some("127.0.0.7".parse().unwrap()), lb.addr)
+        .await
+        .unwrap();
     let text = from7.get("/headers").await.unwrap().text();
     assert!(text.lines().any(|l| l == "x-forwarded-for: 127.0.0.7"), "{text}");
 }
@@ -102,13 +110,19 @@ async fn a_hundred_mib_streams_both_ways_without_filling_memory() {
 
     let down = client.get(&format!("/bytes/{HUNDRED_MIB}")).await.unwrap();
     assert_eq!(down.body.len() as u64, HUNDRED_MIB);
-    let up = client.send(request("POST", "/upload", streamed(HUNDRED_MIB, 64 * 1024, true))).await.unwrap();
+    let up = client
+        .send(request("POST", "/upload", streamed(HUNDRED_MIB, 64 * 1024, true)))
+        .await
+        .unwrap();
     assert_eq!(up.text(), format!("received {HUNDRED_MIB} bytes\n"));
 
     let peak = lb.peak_rss_kib();
     assert!(baseline > 0 && peak > 0, "no /proc figures");
     // Buffering either body whole would add at least 100 MiB.
-    assert!(peak - baseline < 48 * 1024, "peak RSS grew from {baseline} KiB to {peak} KiB");
+    assert!(
+        peak - baseline < 48 * 1024,
+        "peak RSS grew from {baseline} KiB to {peak} KiB"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +141,10 @@ async fn backend_connections_are_pooled_and_reused() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(u64::MAX);
     // One direct stats connection, plus few from lb (one per worker thread at most).
-    assert!(connections <= 4, "50 requests opened {connections} backend connections: {stats}");
+    assert!(
+        connections <= 4,
+        "50 requests opened {connections} backend connections: {stats}"
+    );
 }
 
 /// Sends `request` as is on a new connection and reads until lb closes it.
@@ -147,16 +164,25 @@ async fn an_http_1_1_request_needs_exactly_one_host() {
     let lb = Lb::start(&one_pool(&demo));
     for (request, status) in [
         ("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", "400"),
-        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", "400"),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+            "400",
+        ),
         ("GET / HTTP/1.0\r\n\r\n", "200"),
         ("GET http://t/ HTTP/1.1\r\nConnection: close\r\n\r\n", "400"),
         ("GET http://t/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "200"),
         ("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "200"),
     ] {
         let answer = raw_exchange(lb.addr, request).await;
-        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{request:?} got {answer:?}");
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request:?} got {answer:?}"
+        );
     }
     // The 400 names the problem, and the connection is closed after it (as nginx does).
     let answer = raw_exchange(lb.addr, "GET / HTTP/1.1\r\n\r\n").await;
-    assert!(answer.contains("Host") && answer.contains("onnection: close"), "{answer:?}");
+    assert!(
+        answer.contains("Host") && answer.contains("onnection: close"),
+        "{answer:?}"
+    );
 }

@@ -10,7 +10,6 @@ pub use server::ServerSettings;
 pub use types::{Addr, Dur, HashKey, StatusSet};
 pub use upstream::{BackendConf, HealthCheckConf, SameSite, StickyConf, Timeouts, Upstream};
 
-
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -148,10 +147,7 @@ impl Algorithm {
 
     /// The name used in the file.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map_or("?", |(name, _)| name)
+        Self::ALL.iter().find(|(_, a)| *a == self).map_or("?", |(name, _)| name)
     }
 }
 

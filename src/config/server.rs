@@ -95,9 +95,8 @@ impl Default for ServerSettings {
 impl ServerSettings {
     /// Worker threads after resolving the default.
     pub fn threads(&self) -> usize {
-        self.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        })
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
     /// Checks the values serde cannot: returns `(field, problem)`.

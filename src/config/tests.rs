@@ -59,26 +59,44 @@ fn a_full_config_loads_with_defaults_filled_in() {
 
 #[test]
 fn unknown_keys_are_refused_everywhere() {
-    assert_error(&GOOD.replace("retries: 1", "retry: 1"), "upstreams.web.retry: unknown field `retry`");
-    assert_error(&GOOD.replace("path: /healthz", "pth: /healthz"), "upstreams.web.health_check.pth: unknown field `pth`");
-    assert_error(&format!("{GOOD}\nserver: {{thread: 2}}"), "server.thread: unknown field `thread`");
+    assert_error(
+        &GOOD.replace("retries: 1", "retry: 1"),
+        "upstreams.web.retry: unknown field `retry`",
+    );
+    assert_error(
+        &GOOD.replace("path: /healthz", "pth: /healthz"),
+        "upstreams.web.health_check.pth: unknown field `pth`",
+    );
+    assert_error(
+        &format!("{GOOD}\nserver: {{thread: 2}}"),
+        "server.thread: unknown field `thread`",
+    );
     assert_error(&format!("{GOOD}\nextra: 1"), "unknown field `extra`");
 }
 
 #[test]
 fn a_route_to_a_missing_pool() {
-    assert_error(&GOOD.replace("upstream: api", "upstream: apii"), "routes[0].upstream: no upstream named \"apii\"");
+    assert_error(
+        &GOOD.replace("upstream: api", "upstream: apii"),
+        "routes[0].upstream: no upstream named \"apii\"",
+    );
 }
 
 #[test]
 fn a_bad_address() {
     let yaml = GOOD.replace("127.0.0.1:9002", "10.0.0.x:80");
-    assert_error(&yaml, "upstreams.web.backends[1].address: \"10.0.0.x:80\" is not an IP:port");
+    assert_error(
+        &yaml,
+        "upstreams.web.backends[1].address: \"10.0.0.x:80\" is not an IP:port",
+    );
 }
 
 #[test]
 fn weight_zero() {
-    assert_error(&GOOD.replace("weight: 3", "weight: 0"), "upstreams.web.backends[1].weight: 0 is out of range");
+    assert_error(
+        &GOOD.replace("weight: 3", "weight: 0"),
+        "upstreams.web.backends[1].weight: 0 is out of range",
+    );
 }
 
 #[test]
@@ -89,21 +107,39 @@ fn an_empty_pool() {
 
 #[test]
 fn a_hash_algorithm_without_key() {
-    assert_error(&GOOD.replace("hash_key: {header: X-User}", ""), "upstreams.web.hash_key: algorithm consistent needs a key");
+    assert_error(
+        &GOOD.replace("hash_key: {header: X-User}", ""),
+        "upstreams.web.hash_key: algorithm consistent needs a key",
+    );
 }
 
 #[test]
 fn other_mistakes() {
-    assert_error(&GOOD.replace("algorithm: consistent", "algorithm: fastest"), "upstreams.web.algorithm: unknown variant `fastest`");
-    assert_error(&GOOD.replace("interval: 500ms", "interval: 500"), "upstreams.web.health_check.interval: \"500\" is not a duration");
-    assert_error(&GOOD.replace("path_prefix: /", "path_prefix: x"), "routes[1].path_prefix");
+    assert_error(
+        &GOOD.replace("algorithm: consistent", "algorithm: fastest"),
+        "upstreams.web.algorithm: unknown variant `fastest`",
+    );
+    assert_error(
+        &GOOD.replace("interval: 500ms", "interval: 500"),
+        "upstreams.web.health_check.interval: \"500\" is not a duration",
+    );
+    assert_error(
+        &GOOD.replace("path_prefix: /", "path_prefix: x"),
+        "routes[1].path_prefix",
+    );
     assert_error(&GOOD.replace("host: api.example.com", "host: 'a b'"), "routes[0].host");
     assert_error(&GOOD.replace("retries: 1", "retries: 99"), "upstreams.web.retries");
-    assert_error(&GOOD.replace("127.0.0.1:9002", "127.0.0.1:9001"), "backends[1].address: 127.0.0.1:9001 is listed twice");
+    assert_error(
+        &GOOD.replace("127.0.0.1:9002", "127.0.0.1:9001"),
+        "backends[1].address: 127.0.0.1:9001 is listed twice",
+    );
     assert_error(&GOOD.replace("- host: api.example.com\n    upstream: api\n", ""), "");
     assert_error("", "the file is empty");
     assert_error("listeners: [", "");
-    assert_error("listeners: []\nupstreams: {}", "listeners: define at least one listener");
+    assert_error(
+        "listeners: []\nupstreams: {}",
+        "listeners: define at least one listener",
+    );
 }
 
 #[test]
@@ -131,20 +167,49 @@ fn load_aware_settings_load_and_are_checked() {
     let web = &c.upstreams["web"];
     assert_eq!((web.max_connections, web.queue_size), (Some(10), 8));
     assert_eq!(web.max_connections_of(&web.backends[0]), Some(10));
-    for name in ["least_connections", "least_conn", "power_of_two", "p2c", "least_time", "sticky", "first"] {
+    for name in [
+        "least_connections",
+        "least_conn",
+        "power_of_two",
+        "p2c",
+        "least_time",
+        "sticky",
+        "first",
+    ] {
         let y = yaml.replace("algorithm: consistent", &format!("algorithm: {name}"));
         Config::parse_str(&y, "t").unwrap().validate("t").unwrap();
-        assert_eq!(name.parse::<Algorithm>().unwrap(), Config::parse_str(&y, "t").unwrap().upstreams["web"].algorithm);
+        assert_eq!(
+            name.parse::<Algorithm>().unwrap(),
+            Config::parse_str(&y, "t").unwrap().upstreams["web"].algorithm
+        );
     }
 }
 
 #[test]
 fn load_aware_mistakes() {
-    assert_error(&GOOD.replace("algorithm: consistent", "algorithm: first"), "upstreams.web.max_connections: algorithm first fills");
-    assert_error(&GOOD.replace("weight: 3", "weight: 3\n        max_connections: 0"), "upstreams.web.backends[1].max_connections: must be at least 1");
-    assert_error(&GOOD.replace("    retries: 1\n", "    retries: 1\n    queue_timeout: 0s\n"), "upstreams.web.queue_timeout");
+    assert_error(
+        &GOOD.replace("algorithm: consistent", "algorithm: first"),
+        "upstreams.web.max_connections: algorithm first fills",
+    );
+    assert_error(
+        &GOOD.replace("weight: 3", "weight: 3\n        max_connections: 0"),
+        "upstreams.web.backends[1].max_connections: must be at least 1",
+    );
+    assert_error(
+        &GOOD.replace("    retries: 1\n", "    retries: 1\n    queue_timeout: 0s\n"),
+        "upstreams.web.queue_timeout",
+    );
     let sticky = GOOD.replace("algorithm: consistent", "algorithm: sticky");
-    assert_error(&sticky.replace("    retries: 1\n", "    retries: 1\n    sticky: {same_site: none}\n"), "upstreams.web.sticky.same_site");
-    assert_error(&sticky.replace("    retries: 1\n", "    retries: 1\n    sticky: {cookie: 'a b'}\n"), "upstreams.web.sticky.cookie");
-    assert_error(&format!("{GOOD}\nmetrics: {{address: 127.0.0.1:8080}}"), "metrics.address: 127.0.0.1:8080 is also a listener");
+    assert_error(
+        &sticky.replace("    retries: 1\n", "    retries: 1\n    sticky: {same_site: none}\n"),
+        "upstreams.web.sticky.same_site",
+    );
+    assert_error(
+        &sticky.replace("    retries: 1\n", "    retries: 1\n    sticky: {cookie: 'a b'}\n"),
+        "upstreams.web.sticky.cookie",
+    );
+    assert_error(
+        &format!("{GOOD}\nmetrics: {{address: 127.0.0.1:8080}}"),
+        "metrics.address: 127.0.0.1:8080 is also a listener",
+    );
 }

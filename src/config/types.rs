@@ -43,9 +43,7 @@ impl Dur {
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || format!("{text:?} is not a duration (write e.g. \"250ms\", \"5s\", \"2m\")");
         let text_t = text.trim();
-        let split = text_t
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(bad)?;
+        let split = text_t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
         let (number, unit) = text_t.split_at(split);
         let n: u64 = number.parse().map_err(|_| bad())?;
         let ms = match unit {
@@ -162,9 +160,7 @@ pub enum HashKey {
 impl HashKey {
     /// Parses `uri`, `path`, `source_ip`, `header:NAME` or `cookie:NAME`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("{text:?} is not a hash key (use uri, path, source_ip, header:NAME or cookie:NAME)")
-        };
+        let bad = || format!("{text:?} is not a hash key (use uri, path, source_ip, header:NAME or cookie:NAME)");
         match text.trim() {
             "uri" => Ok(HashKey::Uri),
             "path" => Ok(HashKey::Path),
@@ -256,7 +252,13 @@ mod tests {
         assert_eq!(key("{header: X-User}").unwrap(), HashKey::Header("X-User".into()));
         assert_eq!(key("cookie: sid").unwrap(), HashKey::Cookie("sid".into()));
         assert_eq!(HashKey::parse("header:X-A").unwrap(), HashKey::Header("X-A".into()));
-        for bad in ["host", "{header: ''}", "{query: a}", "{header: a, cookie: b}", "header:"] {
+        for bad in [
+            "host",
+            "{header: ''}",
+            "{query: a}",
+            "{header: a, cookie: b}",
+            "header:",
+        ] {
             assert!(key(bad).is_err(), "{bad}");
         }
     }

@@ -1,7 +1,9 @@
 //! Cross-field rules serde cannot check: every route names an existing upstream, weights are in
 //! range, pools are not empty, hash algorithms have a key. The first problem is reported.
 
-use super::{Algorithm, Config, ConfigError, HealthCheckConf, Route, SameSite, StickyConf, Timeouts, Upstream, MAX_WEIGHT};
+use super::{
+    Algorithm, Config, ConfigError, HealthCheckConf, Route, SameSite, StickyConf, Timeouts, Upstream, MAX_WEIGHT,
+};
 use std::collections::HashSet;
 
 type Problem = (String, String);
@@ -69,11 +71,7 @@ impl Config {
     fn check_route(&self, path: &str, route: &Route) -> Result<(), Problem> {
         if !self.upstreams.contains_key(&route.upstream) {
             let names: Vec<&str> = self.upstreams.keys().map(String::as_str).collect();
-            let msg = format!(
-                "no upstream named {:?} (defined: {})",
-                route.upstream,
-                names.join(", ")
-            );
+            let msg = format!("no upstream named {:?} (defined: {})", route.upstream, names.join(", "));
             return problem(format!("{path}.upstream"), msg);
         }
         if let Some(prefix) = &route.path_prefix {
@@ -105,10 +103,7 @@ fn check_host_pattern(host: &str) -> Result<(), String> {
 
 fn check_upstream(name: &str, upstream: &Upstream, max_retries: usize) -> Result<(), Problem> {
     let path = format!("upstreams.{name}");
-    let name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if !name_ok {
         return problem(&path, format!("{name:?} is not a valid name (letters, digits, - _ .)"));
     }
@@ -139,7 +134,10 @@ fn check_upstream(name: &str, upstream: &Upstream, max_retries: usize) -> Result
 
 fn check_capacity(path: &str, upstream: &Upstream) -> Result<(), Problem> {
     if upstream.max_connections == Some(0) {
-        return problem(format!("{path}.max_connections"), "must be at least 1 (leave it out for no limit)");
+        return problem(
+            format!("{path}.max_connections"),
+            "must be at least 1 (leave it out for no limit)",
+        );
     }
     for (i, backend) in upstream.backends.iter().enumerate() {
         if backend.max_connections == Some(0) {
@@ -147,9 +145,13 @@ fn check_capacity(path: &str, upstream: &Upstream) -> Result<(), Problem> {
             return problem(format!("{path}.backends[{i}].max_connections"), msg);
         }
     }
-    let capped = upstream.backends.iter().all(|b| upstream.max_connections_of(b).is_some());
+    let capped = upstream
+        .backends
+        .iter()
+        .all(|b| upstream.max_connections_of(b).is_some());
     if upstream.algorithm == Algorithm::First && !capped {
-        let msg = "algorithm first fills each backend up to its max_connections: set it on the pool or on every backend";
+        let msg =
+            "algorithm first fills each backend up to its max_connections: set it on the pool or on every backend";
         return problem(format!("{path}.max_connections"), msg);
     }
     if upstream.queue_timeout.0.is_zero() {
@@ -160,15 +162,27 @@ fn check_capacity(path: &str, upstream: &Upstream) -> Result<(), Problem> {
 
 fn check_sticky(path: &str, sticky: &StickyConf) -> Result<(), Problem> {
     let token_ok = !sticky.cookie.is_empty()
-        && sticky.cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        && sticky
+            .cookie
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !token_ok {
-        return problem(format!("{path}.cookie"), format!("{:?} is not a valid cookie name", sticky.cookie));
+        return problem(
+            format!("{path}.cookie"),
+            format!("{:?} is not a valid cookie name", sticky.cookie),
+        );
     }
     if !sticky.path.starts_with('/') || sticky.path.bytes().any(|b| b <= b' ' || b == b';' || b == 0x7f) {
-        return problem(format!("{path}.path"), format!("{:?} must start with / and have no spaces or ;", sticky.path));
+        return problem(
+            format!("{path}.path"),
+            format!("{:?} must start with / and have no spaces or ;", sticky.path),
+        );
     }
     if sticky.same_site == Some(SameSite::None) && !sticky.secure {
-        return problem(format!("{path}.same_site"), "same_site: none needs secure: true (browsers reject it otherwise)");
+        return problem(
+            format!("{path}.same_site"),
+            "same_site: none needs secure: true (browsers reject it otherwise)",
+        );
     }
     Ok(())
 }
@@ -197,10 +211,16 @@ fn check_backends(path: &str, upstream: &Upstream) -> Result<(), Problem> {
 
 fn check_health(path: &str, hc: &HealthCheckConf) -> Result<(), Problem> {
     if !hc.path.starts_with('/') || hc.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return problem(format!("{path}.path"), format!("{:?} must start with / and have no spaces", hc.path));
+        return problem(
+            format!("{path}.path"),
+            format!("{:?} must start with / and have no spaces", hc.path),
+        );
     }
     if hc.host.is_empty() || http::HeaderValue::from_str(&hc.host).is_err() {
-        return problem(format!("{path}.host"), format!("{:?} is not a valid Host header", hc.host));
+        return problem(
+            format!("{path}.host"),
+            format!("{:?} is not a valid Host header", hc.host),
+        );
     }
     for (field, value) in [("interval", hc.interval), ("timeout", hc.timeout)] {
         if value.0.is_zero() {
@@ -219,7 +239,12 @@ fn check_health(path: &str, hc: &HealthCheckConf) -> Result<(), Problem> {
 }
 
 fn check_timeouts(path: &str, t: &Timeouts) -> Result<(), Problem> {
-    for (field, value) in [("connect", t.connect), ("read", t.read), ("write", t.write), ("idle", t.idle)] {
+    for (field, value) in [
+        ("connect", t.connect),
+        ("read", t.read),
+        ("write", t.write),
+        ("idle", t.idle),
+    ] {
         if value.0.is_zero() {
             return problem(format!("{path}.{field}"), "must be longer than 0");
         }

@@ -40,7 +40,11 @@ pub struct Lb {
 impl Lb {
     /// A proxy routing with `router`, counting its requests in `life`, logging to `access_log`.
     pub fn new(router: Router<Arc<Pool>>, life: Arc<Lifecycle>, access_log: Option<Arc<AccessLog>>) -> Self {
-        Lb { router, life, access_log }
+        Lb {
+            router,
+            life,
+            access_log,
+        }
     }
 }
 
@@ -117,9 +121,14 @@ fn access_entry<'a>(session: &'a Session, ctx: &'a Ctx, e: Option<&Error>) -> En
     Entry {
         client: client_ip(session),
         method: req.method.as_str(),
-        target: req.uri.path_and_query().map_or(b"/".as_slice(), |pq| pq.as_str().as_bytes()),
+        target: req
+            .uri
+            .path_and_query()
+            .map_or(b"/".as_slice(), |pq| pq.as_str().as_bytes()),
         version: version(req.version),
-        status: session.response_written().map_or_else(|| unanswered_status(e), |r| r.status.as_u16()),
+        status: session
+            .response_written()
+            .map_or_else(|| unanswered_status(e), |r| r.status.as_u16()),
         bytes: session.as_downstream().body_bytes_sent(),
         referer: header(http::header::REFERER),
         user_agent: header(http::header::USER_AGENT),
@@ -159,7 +168,11 @@ impl ProxyHttp for Lb {
 
     fn new_ctx(&self) -> Ctx {
         let started = self.access_log.is_some().then(Instant::now);
-        Ctx { _inflight: Some(self.life.enter()), started, ..Ctx::default() }
+        Ctx {
+            _inflight: Some(self.life.enter()),
+            started,
+            ..Ctx::default()
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -227,7 +240,10 @@ impl ProxyHttp for Lb {
                 // A quick 5xx is no sign of a good backend: it counts as a failed attempt.
                 let took = ctx.upstream_time.unwrap_or_default();
                 let failed = upstream_response.status.is_server_error();
-                lease.state().latency.observe(if failed { took.max(FAILURE_PENALTY) } else { took });
+                lease
+                    .state()
+                    .latency
+                    .observe(if failed { took.max(FAILURE_PENALTY) } else { took });
             }
         }
         Ok(())
@@ -256,7 +272,13 @@ impl ProxyHttp for Lb {
         forwarded::set_headers(upstream_request, client_ip(session), "http")
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         ctx.attempt_failed();
         if ctx.may_retry() {
             e.set_retry(true);
@@ -279,8 +301,7 @@ impl ProxyHttp for Lb {
         let mut e = e.more_context(format!("Peer: {peer}"));
         // Pingora's policy (retry only idempotent requests whose body is still buffered, and
         // only after a reused connection failed), capped by the pool's retry budget.
-        let replayable = session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated();
+        let replayable = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
         if replayable && ctx.may_retry() {
             e.retry.decide_reuse(client_reused);
         } else {
@@ -314,6 +335,9 @@ impl ProxyHttp for Lb {
         if code > 0 {
             respond::send_error(session, code).await;
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 }

@@ -25,11 +25,16 @@ impl BackendSelection for First {
     fn build_with_config(backends: &BTreeSet<Backend>, states: &Arc<States>) -> Self {
         let mut ordered = entries(backends, states).into_vec();
         ordered.sort_by_key(|(_, s)| s.order);
-        First { ordered: ordered.into_boxed_slice() }
+        First {
+            ordered: ordered.into_boxed_slice(),
+        }
     }
 
     fn iter(self: &Arc<Self>, _key: &[u8]) -> FirstIter {
-        FirstIter { first: Arc::clone(self), next: 0 }
+        FirstIter {
+            first: Arc::clone(self),
+            next: 0,
+        }
     }
 }
 
@@ -56,9 +61,13 @@ mod tests {
     fn candidates_come_in_configured_order_not_address_order() {
         let (set, states, _leases) = pool(&[(1, 0), (1, 0), (1, 0)]);
         // Reverse the configured order of the registry's states.
-        let reordered = States::new("p", states.all().iter().map(|s| {
-            Arc::new(BackendState::detached(s.addr, 1).with_order(2 - s.order))
-        }));
+        let reordered = States::new(
+            "p",
+            states
+                .all()
+                .iter()
+                .map(|s| Arc::new(BackendState::detached(s.addr, 1).with_order(2 - s.order))),
+        );
         let first = Arc::new(First::build_with_config(&set, &Arc::new(reordered)));
         let mut iter = first.iter(b"");
         let order: Vec<String> = std::iter::from_fn(|| iter.next().map(|b| b.addr.to_string())).collect();

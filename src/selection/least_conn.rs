@@ -1,8 +1,8 @@
 //! Least connections: the backend with the fewest requests in flight per unit of weight. A full
 //! scan (O(n)), starting at a rotating position so ties are shared, not always won by the first.
 
-use super::load::{BackendState, States};
 use super::entries;
+use super::load::{BackendState, States};
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::Backend;
 use std::collections::BTreeSet;
@@ -24,7 +24,10 @@ impl BackendSelection for LeastConnections {
     }
 
     fn build_with_config(backends: &BTreeSet<Backend>, states: &Arc<States>) -> Self {
-        LeastConnections { entries: entries(backends, states), start: AtomicUsize::new(0) }
+        LeastConnections {
+            entries: entries(backends, states),
+            start: AtomicUsize::new(0),
+        }
     }
 
     fn iter(self: &Arc<Self>, _key: &[u8]) -> LeastConnIter {
@@ -66,7 +69,7 @@ impl BackendIter for LeastConnIter {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{pool, picks};
+    use super::super::tests::{picks, pool};
     use super::*;
 
     #[test]

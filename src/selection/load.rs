@@ -93,7 +93,14 @@ pub struct BackendState {
 
 impl BackendState {
     /// State for a backend at position `order`.
-    pub fn new(addr: SocketAddr, weight: usize, order: usize, max_connections: Option<usize>, decay: Duration, freed: Arc<Notify>) -> Self {
+    pub fn new(
+        addr: SocketAddr,
+        weight: usize,
+        order: usize,
+        max_connections: Option<usize>,
+        decay: Duration,
+        freed: Arc<Notify>,
+    ) -> Self {
         BackendState {
             addr,
             weight: weight.max(1),
@@ -110,7 +117,14 @@ impl BackendState {
     /// State for a backend the registry does not know (never happens with static pools):
     /// unlimited, counted nowhere else.
     pub fn detached(addr: SocketAddr, weight: usize) -> Self {
-        Self::new(addr, weight, usize::MAX, None, Duration::from_secs(10), Arc::new(Notify::new()))
+        Self::new(
+            addr,
+            weight,
+            usize::MAX,
+            None,
+            Duration::from_secs(10),
+            Arc::new(Notify::new()),
+        )
     }
 
     /// The same state at another configured position (for tests and rebuilt registries).
@@ -177,7 +191,10 @@ pub struct States {
 impl States {
     /// The registry of pool `pool`.
     pub fn new(pool: &str, states: impl IntoIterator<Item = Arc<BackendState>>) -> Self {
-        States { pool: pool.to_string(), by_addr: states.into_iter().map(|s| (s.addr, s)).collect() }
+        States {
+            pool: pool.to_string(),
+            by_addr: states.into_iter().map(|s| (s.addr, s)).collect(),
+        }
     }
 
     /// The pool's name.
@@ -204,7 +221,14 @@ mod tests {
 
     fn state(max: Option<usize>) -> Arc<BackendState> {
         let addr = "127.0.0.1:1".parse().unwrap();
-        Arc::new(BackendState::new(addr, 1, 0, max, Duration::from_secs(1), Arc::new(Notify::new())))
+        Arc::new(BackendState::new(
+            addr,
+            1,
+            0,
+            max,
+            Duration::from_secs(1),
+            Arc::new(Notify::new()),
+        ))
     }
 
     #[test]

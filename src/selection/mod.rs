@@ -30,12 +30,7 @@ use std::sync::Arc;
 pub trait Balancer: Send + Sync {
     /// The first backend along the algorithm's order for `key` that `accept(backend, ready)`
     /// takes, looking at no more than `max_iterations` candidates.
-    fn select(
-        &self,
-        key: &[u8],
-        max_iterations: usize,
-        accept: &dyn Fn(&Backend, bool) -> bool,
-    ) -> Option<Backend>;
+    fn select(&self, key: &[u8], max_iterations: usize, accept: &dyn Fn(&Backend, bool) -> bool) -> Option<Backend>;
 
     /// Membership, health and enablement.
     fn backends(&self) -> &Backends;
@@ -50,12 +45,7 @@ where
     S: BackendSelection + Send + Sync + 'static,
     S::Iter: BackendIter,
 {
-    fn select(
-        &self,
-        key: &[u8],
-        max_iterations: usize,
-        accept: &dyn Fn(&Backend, bool) -> bool,
-    ) -> Option<Backend> {
+    fn select(&self, key: &[u8], max_iterations: usize, accept: &dyn Fn(&Backend, bool) -> bool) -> Option<Backend> {
         self.select_with(key, max_iterations, accept)
     }
 
@@ -144,7 +134,14 @@ pub(crate) mod tests {
         for (i, &(weight, inflight)) in spec.iter().enumerate() {
             let addr: std::net::SocketAddr = format!("127.0.0.{}:80", i + 1).parse().unwrap();
             set.insert(Backend::new_with_weight(&addr.to_string(), weight).unwrap());
-            let state = Arc::new(BackendState::new(addr, weight, i, None, Duration::from_secs(1), Arc::clone(&freed)));
+            let state = Arc::new(BackendState::new(
+                addr,
+                weight,
+                i,
+                None,
+                Duration::from_secs(1),
+                Arc::clone(&freed),
+            ));
             leases.extend((0..inflight).map(|_| state.try_acquire().unwrap()));
             states.push(state);
         }

@@ -66,7 +66,10 @@ impl<C: Cost> BackendSelection for P2c<C> {
     }
 
     fn build_with_config(backends: &BTreeSet<Backend>, states: &Arc<States>) -> Self {
-        P2c { entries: entries(backends, states), cost: PhantomData }
+        P2c {
+            entries: entries(backends, states),
+            cost: PhantomData,
+        }
     }
 
     fn iter(self: &Arc<Self>, _key: &[u8]) -> P2cIter<C> {
@@ -84,7 +87,12 @@ impl<C: Cost> BackendSelection for P2c<C> {
                 (b, a)
             }
         };
-        P2cIter { p2c: Arc::clone(self), first, second, step: 0 }
+        P2cIter {
+            p2c: Arc::clone(self),
+            first,
+            second,
+            step: 0,
+        }
     }
 }
 
@@ -138,7 +146,7 @@ impl<C: Cost> BackendIter for P2cIter<C> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{pool, picks};
+    use super::super::tests::{picks, pool};
     use super::*;
 
     #[test]

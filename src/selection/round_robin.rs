@@ -107,7 +107,11 @@ fn smooth_cycle(weights: &[u64]) -> Box<[u32]> {
     let g = weights.iter().copied().fold(0, gcd).max(1);
     let total: u64 = weights.iter().map(|w| w / g).sum();
     let mut heap: BinaryHeap<Slot> = (0..weights.len())
-        .map(|i| Slot { picks: 0, weight: weights[i] / g, index: i as u32 })
+        .map(|i| Slot {
+            picks: 0,
+            weight: weights[i] / g,
+            index: i as u32,
+        })
         .collect();
     let mut cycle = Vec::with_capacity(total as usize);
     for _ in 0..total {
@@ -132,9 +136,7 @@ mod tests {
     }
 
     fn first_picks(rr: &Arc<SmoothRoundRobin>, n: usize) -> Vec<String> {
-        (0..n)
-            .map(|_| rr.iter(b"").next().unwrap().addr.to_string())
-            .collect()
+        (0..n).map(|_| rr.iter(b"").next().unwrap().addr.to_string()).collect()
     }
 
     #[test]

@@ -38,14 +38,21 @@ impl BackendSelection for Sticky {
             .iter()
             .filter_map(|b| Some((cookie_value(states.pool(), b.addr.as_inet()?), b.clone())))
             .collect();
-        Sticky { rr: Arc::new(SmoothRoundRobin::build(backends)), pinned }
+        Sticky {
+            rr: Arc::new(SmoothRoundRobin::build(backends)),
+            pinned,
+        }
     }
 
     /// `key` is the cookie's value ("" without a cookie).
     fn iter(self: &Arc<Self>, key: &[u8]) -> StickyIter {
         let pinned = std::str::from_utf8(key).ok().and_then(|k| self.pinned.get(k)).is_some();
         StickyIter {
-            key: if pinned { String::from_utf8_lossy(key).into_owned() } else { String::new() },
+            key: if pinned {
+                String::from_utf8_lossy(key).into_owned()
+            } else {
+                String::new()
+            },
             sticky: Arc::clone(self),
             rr: self.rr.iter(b""),
             gave_pinned: !pinned,

@@ -64,7 +64,10 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Client { sender, host: addr.to_string() })
+        Ok(Client {
+            sender,
+            host: addr.to_string(),
+        })
     }
 
     /// Sends `req` (its `Host` defaults to the server address) and reads the whole response.
@@ -111,7 +114,12 @@ pub fn full(data: impl Into<Bytes>) -> ReqBody {
 /// announced, so the request goes out chunked.
 pub fn streamed(len: u64, chunk: usize, known_length: bool) -> ReqBody {
     let data = Bytes::from((0..chunk).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
-    Stream { left: len, data, known_length }.boxed()
+    Stream {
+        left: len,
+        data,
+        known_length,
+    }
+    .boxed()
 }
 
 struct Stream {

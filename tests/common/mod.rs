@@ -73,7 +73,10 @@ impl Drop for Guard {
 
 /// Sends `sig` to process `pid` with kill(1).
 pub fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// A temporary directory, removed on drop.
@@ -108,8 +111,15 @@ impl Drop for TempDir {
 pub fn free_addr() -> SocketAddr {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let low: usize = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
-    let (base, span) = (low.saturating_sub(12_000).max(1024), 12_000.min(low.saturating_sub(1024)).max(1));
+    let low: usize = range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(32768);
+    let (base, span) = (
+        low.saturating_sub(12_000).max(1024),
+        12_000.min(low.saturating_sub(1024)).max(1),
+    );
     let start = (std::process::id() as usize * 7919) % span;
     for _ in 0..span {
         let port = base + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
@@ -138,7 +148,12 @@ impl Demo {
     pub fn start_with(name: &str, extra: &[&str]) -> Demo {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let (proc, addr) = spawn_demo(name, "127.0.0.1:0".parse().unwrap(), &extra);
-        Demo { name: name.to_string(), addr, proc: Some(proc), extra }
+        Demo {
+            name: name.to_string(),
+            addr,
+            proc: Some(proc),
+            extra,
+        }
     }
 
     /// Kills the process; its port stops answering.
@@ -241,7 +256,11 @@ impl Lb {
             .stderr(log)
             .spawn()
             .expect("spawn lb");
-        let mut lb = Lb { addr, dir, proc: Guard(child) };
+        let mut lb = Lb {
+            addr,
+            dir,
+            proc: Guard(child),
+        };
         match lb.wait_listening() {
             true => Some(lb),
             false if lb.log().contains("cannot listen") => None,

@@ -25,7 +25,11 @@ pub struct Backend {
 impl Backend {
     /// A backend answering as `name`.
     pub fn new(name: &str, delay: Duration, fail_rate: f64) -> Self {
-        let fail_every = if fail_rate > 0.0 { (1.0 / fail_rate.min(1.0)).round() as u64 } else { 0 };
+        let fail_every = if fail_rate > 0.0 {
+            (1.0 / fail_rate.min(1.0)).round() as u64
+        } else {
+            0
+        };
         Backend {
             name: name.to_string(),
             delay_ms: AtomicU64::new(delay.as_millis() as u64),
@@ -144,7 +148,8 @@ impl Backend {
     fn reply(&self, code: u16, text: &str) -> Response<AnyBody> {
         let mut resp = Response::new(full(text.to_string()));
         *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        resp.headers_mut().insert("content-type", "text/plain".parse().expect("valid"));
+        resp.headers_mut()
+            .insert("content-type", "text/plain".parse().expect("valid"));
         self.with_name(resp)
     }
 

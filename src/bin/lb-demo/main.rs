@@ -61,7 +61,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut servers = Vec::new();
     for (name, addr) in &args.backends {
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("{name}: cannot listen on {addr}: {e}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("{name}: cannot listen on {addr}: {e}"))?;
         let backend = Arc::new(Backend::new(name, args.delay, args.fail_rate));
         println!("{name} listening on http://{}", listener.local_addr()?);
         servers.push(tokio::spawn(serve(listener, backend)));
@@ -75,7 +77,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn serve(listener: TcpListener, backend: Arc<Backend>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         backend.connection_opened();
         let backend = Arc::clone(&backend);
         tokio::spawn(async move {
