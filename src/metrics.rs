@@ -4,12 +4,11 @@
 //! happens when scraped.
 
 use crate::lifecycle::Lifecycle;
-use crate::upstream::Pool;
+use crate::upstream::{backend, Pool};
 use async_trait::async_trait;
 use http::Response;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
-use pingora_load_balancing::Backend;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,10 +77,7 @@ impl Metrics {
                 "lb_backend_healthy",
                 "gauge",
                 "1 when the backend is healthy and enabled, else 0.",
-                |p, s| {
-                    let b = Backend::new_with_weight(&s.addr.to_string(), s.weight);
-                    b.is_ok_and(|b| p.balancer().backends().ready(&b)) as u8 as f64
-                },
+                |p, s| p.balancer().backends().ready(&backend(s.addr, s.weight)) as u8 as f64,
             ),
             (
                 "lb_backend_latency_seconds",

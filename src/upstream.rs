@@ -8,7 +8,7 @@ use crate::health;
 use crate::key::{self, Key};
 use crate::metrics::StatusCounts;
 use crate::selection::load::{BackendState, Lease, States};
-use crate::selection::{self, cookie_value, Balancer};
+use crate::selection::{self, cookie_value, parse_cookie, sticky_id, Balancer};
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::{HttpPeer, PeerOptions};
 use pingora_http::RequestHeader;
@@ -100,7 +100,11 @@ impl Pool {
     pub fn build(name: &str, conf: &Upstream) -> Result<Pool, StartError> {
         let freed = Arc::new(Notify::new());
         let states = Arc::new(States::new(name, backend_states(conf, &freed)));
-        let set: BTreeSet<Backend> = conf.backends.iter().map(|b| backend(b.address.0, b.weight)).collect();
+        let set: BTreeSet<Backend> = conf
+            .backends
+            .iter()
+            .map(|b| backend(b.address.0, b.weight as usize))
+            .collect();
         let count = set.len();
         let mut backends = Backends::new(Static::new(set));
         let warming = Arc::new(AtomicBool::new(true));
@@ -254,9 +258,9 @@ impl Pool {
     /// the request already carries exactly that.
     pub fn sticky_cookie(&self, req: &RequestHeader, state: &BackendState) -> Option<String> {
         let sticky = self.sticky.as_ref()?;
-        let value = cookie_value(&self.name, &state.addr);
-        let sent = self.key(req, None);
-        (sent.as_bytes() != value.as_bytes()).then(|| set_cookie(sticky, &value))
+        let id = sticky_id(&self.name, &state.addr);
+        let sent = parse_cookie(self.key(req, None).as_bytes());
+        (sent != Some(id)).then(|| set_cookie(sticky, &cookie_value(id)))
     }
 }
 
@@ -299,10 +303,11 @@ impl Drop for QueueSlot<'_> {
     }
 }
 
-fn backend(addr: std::net::SocketAddr, weight: u32) -> Backend {
+/// The Pingora backend for `addr` (as the pools' membership holds it).
+pub fn backend(addr: std::net::SocketAddr, weight: usize) -> Backend {
     Backend {
         addr: SocketAddr::Inet(addr),
-        weight: weight as usize,
+        weight,
         ext: Extensions::new(),
     }
 }
@@ -379,26 +384,22 @@ mod tests {
         let first = pool
             .pick_now(pool.key(&request_with_cookie(None), None).as_bytes(), &[])
             .unwrap();
-        let pinned = cookie_value("web", &first.lease.state().addr);
+        let pinned = cookie_value(sticky_id("web", &first.lease.state().addr));
         drop(first);
         let req = request_with_cookie(Some(&pinned));
         for _ in 0..5 {
             let again = pool.pick_now(pool.key(&req, None).as_bytes(), &[]).unwrap();
-            assert_eq!(cookie_value("web", &again.lease.state().addr), pinned);
+            assert_eq!(cookie_value(sticky_id("web", &again.lease.state().addr)), pinned);
             assert!(
                 pool.sticky_cookie(&req, again.lease.state()).is_none(),
                 "no new cookie while pinned"
             );
         }
         // Drain it (what an admin drain does: Pingora's enablement flag).
-        let drained = Backend {
-            addr: SocketAddr::Inet(first_addr(&pool, &pinned)),
-            weight: 1,
-            ext: Extensions::new(),
-        };
+        let drained = backend(first_addr(&pool, &pinned), 1);
         pool.balancer().backends().set_enable(&drained, false);
         let moved = pool.pick_now(pool.key(&req, None).as_bytes(), &[]).unwrap();
-        let new_value = cookie_value("web", &moved.lease.state().addr);
+        let new_value = cookie_value(sticky_id("web", &moved.lease.state().addr));
         assert_ne!(new_value, pinned);
         let set = pool
             .sticky_cookie(&req, moved.lease.state())
@@ -411,7 +412,7 @@ mod tests {
             .all()
             .iter()
             .map(|s| s.addr)
-            .find(|a| cookie_value("web", a) == value)
+            .find(|a| cookie_value(sticky_id("web", a)) == value)
             .unwrap()
     }
 

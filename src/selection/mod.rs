@@ -13,7 +13,7 @@ pub use first::First;
 pub use least_conn::LeastConnections;
 pub use p2c::{LeastTime, PowerOfTwo};
 pub use round_robin::SmoothRoundRobin;
-pub use sticky::{cookie_value, Sticky};
+pub use sticky::{cookie_value, parse_cookie, sticky_id, Sticky};
 
 use crate::config::Algorithm;
 use async_trait::async_trait;

@@ -7,22 +7,41 @@ use super::round_robin::{SmoothIter, SmoothRoundRobin};
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::Backend;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The cookie value that pins a client to `addr` in pool `pool`: 16 hex digits of a keyed
-/// SipHash, the same in every process (so upgrades keep clients where they are).
-pub fn cookie_value(pool: &str, addr: &SocketAddr) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    ("lb-sticky", pool, addr).hash(&mut h);
-    format!("{:016x}", h.finish())
+/// The id that pins a client to `addr` in pool `pool`: a 64-bit FNV-1a hash of both, the same
+/// in every process and every build (so an upgrade keeps clients where they are).
+pub fn sticky_id(pool: &str, addr: &SocketAddr) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    h.write(b"lb-sticky\0");
+    h.write(pool.as_bytes());
+    h.write(b"\0");
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => h.write(&ip.octets()),
+        std::net::IpAddr::V6(ip) => h.write(&ip.octets()),
+    }
+    h.write(&addr.port().to_be_bytes());
+    h.finish()
 }
 
-/// Round robin plus a map from cookie values to backends.
+/// The cookie value for `id`: 16 lower-case hex digits.
+pub fn cookie_value(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// The id in a cookie value, if it is one ([`cookie_value`]'s form).
+pub fn parse_cookie(value: &[u8]) -> Option<u64> {
+    let digits = std::str::from_utf8(value).ok()?;
+    let hex = digits.len() == 16 && digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| u64::from_str_radix(digits, 16).ok()).flatten()
+}
+
+/// Round robin plus a map from sticky ids to backends.
 pub struct Sticky {
     rr: Arc<SmoothRoundRobin>,
-    pinned: HashMap<String, Backend>,
+    pinned: HashMap<u64, Backend>,
 }
 
 impl BackendSelection for Sticky {
@@ -36,7 +55,7 @@ impl BackendSelection for Sticky {
     fn build_with_config(backends: &BTreeSet<Backend>, states: &Arc<States>) -> Self {
         let pinned = backends
             .iter()
-            .filter_map(|b| Some((cookie_value(states.pool(), b.addr.as_inet()?), b.clone())))
+            .filter_map(|b| Some((sticky_id(states.pool(), b.addr.as_inet()?), b.clone())))
             .collect();
         Sticky {
             rr: Arc::new(SmoothRoundRobin::build(backends)),
@@ -46,16 +65,10 @@ impl BackendSelection for Sticky {
 
     /// `key` is the cookie's value ("" without a cookie).
     fn iter(self: &Arc<Self>, key: &[u8]) -> StickyIter {
-        let pinned = std::str::from_utf8(key).ok().and_then(|k| self.pinned.get(k)).is_some();
         StickyIter {
-            key: if pinned {
-                String::from_utf8_lossy(key).into_owned()
-            } else {
-                String::new()
-            },
             sticky: Arc::clone(self),
+            pinned: parse_cookie(key),
             rr: self.rr.iter(b""),
-            gave_pinned: !pinned,
         }
     }
 }
@@ -63,16 +76,15 @@ impl BackendSelection for Sticky {
 /// The pinned backend, if any, then round robin.
 pub struct StickyIter {
     sticky: Arc<Sticky>,
-    key: String,
+    /// The cookie's id, until its backend has been offered.
+    pinned: Option<u64>,
     rr: SmoothIter,
-    gave_pinned: bool,
 }
 
 impl BackendIter for StickyIter {
     fn next(&mut self) -> Option<&Backend> {
-        if !self.gave_pinned {
-            self.gave_pinned = true;
-            return self.sticky.pinned.get(&self.key);
+        if let Some(backend) = self.pinned.take().and_then(|id| self.sticky.pinned.get(&id)) {
+            return Some(backend);
         }
         self.rr.next()
     }
@@ -85,10 +97,27 @@ mod tests {
     #[test]
     fn cookie_values_are_stable_and_opaque() {
         let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
-        let v = cookie_value("web", &addr);
-        assert_eq!(v, cookie_value("web", &addr));
-        assert_ne!(v, cookie_value("api", &addr));
+        let v = cookie_value(sticky_id("web", &addr));
+        assert_eq!(v, cookie_value(sticky_id("web", &addr)));
+        assert_ne!(v, cookie_value(sticky_id("api", &addr)));
         assert_eq!(v.len(), 16);
         assert!(!v.contains("9001") && !v.contains("127"));
+        // Fixed by the algorithm, not by the Rust version that built lb.
+        assert_eq!(v, "b7134bb097876235");
+    }
+
+    #[test]
+    fn only_cookie_shaped_values_parse() {
+        assert_eq!(parse_cookie(cookie_value(42).as_bytes()), Some(42));
+        for bad in [
+            "",
+            "2a",
+            "+00000000000002a",
+            "000000000000002A",
+            "00000000000000zz",
+            "0000000000000002a",
+        ] {
+            assert_eq!(parse_cookie(bad.as_bytes()), None, "{bad:?}");
+        }
     }
 }
