@@ -92,7 +92,7 @@ fn keys(c: &mut Criterion) {
         ("uri", HashKey::Uri),
         ("path", HashKey::Path),
         ("source_ip", HashKey::SourceIp),
-        ("header", HashKey::Header("x-user".into())),
+        ("header", HashKey::Header(http::HeaderName::from_static("x-user"))),
         ("cookie", HashKey::Cookie("sid".into())),
     ];
     let mut group = c.benchmark_group("key");

@@ -27,11 +27,11 @@ const MAX_PENDING: usize = 16 << 20;
 pub struct Entry<'a> {
     /// The client's address.
     pub client: Option<IpAddr>,
-    /// Request method, target (path and query) and version, e.g. `GET`, `/a?b`, `HTTP/1.1`.
+    /// The request method, e.g. `GET`.
     pub method: &'a str,
-    /// The request target.
+    /// The request target (path and query), e.g. `/a?b`.
     pub target: &'a [u8],
-    /// The protocol version.
+    /// The protocol version, e.g. `HTTP/1.1`.
     pub version: &'a str,
     /// Status sent to the client (0 when none was).
     pub status: u16,

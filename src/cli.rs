@@ -140,11 +140,7 @@ impl Cli {
 
     fn quick_start(&self) -> Result<Config, ConfigError> {
         if self.backend.is_empty() {
-            return Err(ConfigError::Invalid {
-                file: self.source(),
-                path: String::new(),
-                message: "nothing to run: give -c FILE, or --backend ADDR (see lb --help)".into(),
-            });
+            return Err(self.flag_error("nothing to run: give -c FILE, or --backend ADDR (see lb --help)".into()));
         }
         let listen = if self.listen.is_empty() {
             vec![Addr::parse(DEFAULT_QUICK_LISTEN).map_err(|m| self.flag_error(m))?]
@@ -289,7 +285,10 @@ mod tests {
         ]);
         let pool = &c.config().unwrap().upstreams["default"];
         assert_eq!(pool.algorithm, Algorithm::Consistent);
-        assert_eq!(pool.hash_key, Some(HashKey::Header("X-U".into())));
+        assert_eq!(
+            pool.hash_key,
+            Some(HashKey::Header(http::HeaderName::from_static("x-u")))
+        );
         let hc = pool.health_check.as_ref().unwrap();
         assert_eq!(
             (hc.path.as_str(), hc.interval.to_string()),

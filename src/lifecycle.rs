@@ -147,7 +147,7 @@ async fn notify_ready(pid: u32) {
 }
 
 /// The address to probe a listener on: wildcard addresses are reached through loopback.
-fn probe_addr(listen: SocketAddr) -> SocketAddr {
+pub fn probe_addr(listen: SocketAddr) -> SocketAddr {
     let ip = match listen.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),

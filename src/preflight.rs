@@ -36,27 +36,15 @@ pub fn check(config: &Config, file: &str, bind: bool) -> Result<(), ConfigError>
     }
     let server = &config.server;
     if let Some(user) = &server.user {
-        match nix::unistd::User::from_name(user) {
-            Ok(Some(_)) => {}
-            _ => {
-                return Err(invalid(
-                    file,
-                    "server.user",
-                    format!("no user named {user:?} on this machine"),
-                ))
-            }
+        if !matches!(nix::unistd::User::from_name(user), Ok(Some(_))) {
+            let message = format!("no user named {user:?} on this machine");
+            return Err(invalid(file, "server.user", message));
         }
     }
     if let Some(group) = &server.group {
-        match nix::unistd::Group::from_name(group) {
-            Ok(Some(_)) => {}
-            _ => {
-                return Err(invalid(
-                    file,
-                    "server.group",
-                    format!("no group named {group:?} on this machine"),
-                ))
-            }
+        if !matches!(nix::unistd::Group::from_name(group), Ok(Some(_))) {
+            let message = format!("no group named {group:?} on this machine");
+            return Err(invalid(file, "server.group", message));
         }
     }
     if server.daemon {

@@ -151,8 +151,8 @@ pub enum HashKey {
     Path,
     /// The client's IP address.
     SourceIp,
-    /// The first value of a request header.
-    Header(String),
+    /// The first value of a request header (parsed once, at load).
+    Header(http::HeaderName),
     /// The value of a cookie.
     Cookie(String),
 }
@@ -173,10 +173,11 @@ impl HashKey {
     }
 
     fn named(kind: &str, name: &str) -> Option<Self> {
-        let valid = !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+        let header = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
         match kind {
-            "header" if valid => Some(HashKey::Header(name.to_string())),
-            "cookie" if valid => Some(HashKey::Cookie(name.to_string())),
+            "header" => Some(HashKey::Header(header)),
+            // Cookie names follow the same token rules as header names.
+            "cookie" => Some(HashKey::Cookie(name.to_string())),
             _ => None,
         }
     }
@@ -249,9 +250,15 @@ mod tests {
         let key = |s: &str| serde_yaml::from_str::<HashKey>(s);
         assert_eq!(key("uri").unwrap(), HashKey::Uri);
         assert_eq!(key("source_ip").unwrap(), HashKey::SourceIp);
-        assert_eq!(key("{header: X-User}").unwrap(), HashKey::Header("X-User".into()));
+        assert_eq!(
+            key("{header: X-User}").unwrap(),
+            HashKey::Header(http::HeaderName::from_static("x-user"))
+        );
         assert_eq!(key("cookie: sid").unwrap(), HashKey::Cookie("sid".into()));
-        assert_eq!(HashKey::parse("header:X-A").unwrap(), HashKey::Header("X-A".into()));
+        assert_eq!(
+            HashKey::parse("header:X-A").unwrap(),
+            HashKey::Header(http::HeaderName::from_static("x-a"))
+        );
         for bad in [
             "host",
             "{header: ''}",

@@ -56,6 +56,7 @@ impl BackendIter for FirstIter {
 mod tests {
     use super::super::tests::pool;
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn candidates_come_in_configured_order_not_address_order() {
@@ -63,10 +64,17 @@ mod tests {
         // Reverse the configured order of the registry's states.
         let reordered = States::new(
             "p",
-            states
-                .all()
-                .iter()
-                .map(|s| Arc::new(BackendState::detached(s.addr, 1).with_order(2 - s.order))),
+            states.all().iter().map(|s| {
+                let freed = Arc::new(tokio::sync::Notify::new());
+                Arc::new(BackendState::new(
+                    s.addr,
+                    1,
+                    2 - s.order,
+                    None,
+                    Duration::from_secs(1),
+                    freed,
+                ))
+            }),
         );
         let first = Arc::new(First::build_with_config(&set, &Arc::new(reordered)));
         let mut iter = first.iter(b"");

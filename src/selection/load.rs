@@ -127,20 +127,9 @@ impl BackendState {
         )
     }
 
-    /// The same state at another configured position (for tests and rebuilt registries).
-    pub fn with_order(mut self, order: usize) -> Self {
-        self.order = order;
-        self
-    }
-
     /// Requests in flight now.
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Relaxed)
-    }
-
-    /// Whether a request can be sent without passing `max_connections`.
-    pub fn has_room(&self) -> bool {
-        self.max_connections.is_none_or(|max| self.inflight() < max)
     }
 
     /// Takes a slot if one is free: the request holds the [`Lease`] until it ends.
@@ -236,7 +225,7 @@ mod tests {
         let s = state(Some(2));
         let (a, b) = (s.try_acquire().unwrap(), s.try_acquire().unwrap());
         assert!(s.try_acquire().is_none());
-        assert!(!s.has_room());
+        assert_eq!(s.inflight(), 2);
         drop(a);
         assert_eq!(s.inflight(), 1);
         let c = s.try_acquire().unwrap();
