@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{crate_dir, eventually, get, run_lb, Client, Demo, Lb, TempDir, PATIENCE};
-use std::collections::BTreeMap;
+use common::{crate_dir, eventually, get, run_lb, tally, Demo, Lb, TempDir, PATIENCE};
 
 #[test]
 fn every_file_in_conf_validates() {
@@ -23,7 +22,9 @@ fn every_file_in_conf_validates() {
     assert!(checked >= 2, "conf/ has {checked} configs");
 }
 
-const BASE: &str = "listeners: [{address: 127.0.0.1:8080}]
+/// `{listen}` is filled with a free address: should a mistake be accepted, lb must not take a
+/// fixed port.
+const BASE: &str = "listeners: [{address: \"{listen}\"}]
 upstreams:
   web:
     algorithm: round_robin
@@ -68,7 +69,7 @@ const MISTAKES: &[(&str, &str, &str)] = &[
         "upstreams.web.algorithm: unknown variant `fastest`",
     ),
     (
-        "listeners: [{address: 127.0.0.1:8080}]",
+        "listeners: [{address: \"{listen}\"}]",
         "listeners: []",
         "listeners: define at least one listener",
     ),
@@ -82,14 +83,16 @@ const MISTAKES: &[(&str, &str, &str)] = &[
 #[test]
 fn each_config_mistake_is_one_line_naming_the_file_and_field() {
     let dir = TempDir::new("mistakes");
+    let listen = common::free_addr().to_string();
     let mut cases: Vec<(String, String)> = MISTAKES
         .iter()
         .map(|(from, to, expect)| {
             assert!(BASE.contains(from), "{from}");
-            (BASE.replacen(from, to, 1), expect.to_string())
+            let yaml = BASE.replacen(from, to, 1).replace("{listen}", &listen);
+            (yaml, expect.to_string())
         })
         .collect();
-    let empty_pool = BASE.replace(
+    let empty_pool = BASE.replace("{listen}", &listen).replace(
         "    backends:\n      - address: 127.0.0.1:9001\n      - address: 127.0.0.1:9002\n        weight: 2\n",
         "    backends: []\n",
     );
@@ -136,21 +139,20 @@ fn help_documents_every_flag() {
     ] {
         assert!(out.contains(flag), "--help lacks {flag}:\n{out}");
     }
-    let (status, _, err) = run_lb(&["--algorithm", "fastest", "--backend", "127.0.0.1:1"]);
+    let listen = common::free_addr().to_string();
+    let (status, _, err) = run_lb(&[
+        "--algorithm",
+        "fastest",
+        "--listen",
+        &listen,
+        "--backend",
+        "127.0.0.1:1",
+    ]);
     assert_eq!(status.code(), Some(2));
     assert!(err.contains("unknown algorithm \"fastest\""), "{err}");
     let (status, _, err) = run_lb(&[]);
     assert_eq!(status.code(), Some(1));
     assert!(err.contains("give -c FILE, or --backend ADDR"), "{err}");
-}
-
-async fn tally(lb: &Lb, n: usize) -> BTreeMap<String, usize> {
-    let mut client = Client::connect(lb.addr).await.unwrap();
-    let mut counts = BTreeMap::new();
-    for _ in 0..n {
-        *counts.entry(client.get("/").await.unwrap().backend()).or_insert(0) += 1;
-    }
-    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +164,7 @@ async fn quick_start_without_a_file() {
         "--backend".into(),
         format!("{},weight=3", b.addr),
     ]);
-    let counts = tally(&lb, 40).await;
+    let counts = tally(&lb, "/", 40).await;
     assert_eq!((counts["a"], counts["b"]), (10, 30), "{counts:?}");
 }
 
@@ -185,7 +187,7 @@ async fn command_line_overrides_apply_to_every_pool() {
             "100ms",
         ],
     );
-    let counts = tally(&lb, 40).await;
+    let counts = tally(&lb, "/", 40).await;
     assert_eq!((counts["a"], counts["b"]), (20, 20), "round robin expected: {counts:?}");
 
     // Health checks were switched on by the flags: failing /healthz ejects the backend.
@@ -196,7 +198,7 @@ async fn command_line_overrides_apply_to_every_pool() {
         "{}",
         lb.log()
     );
-    let counts = tally(&lb, 20).await;
+    let counts = tally(&lb, "/", 20).await;
     assert_eq!(counts.get("a"), None, "{counts:?}");
 }
 

@@ -20,7 +20,7 @@ fn log_times_are_parsed_as_utc() {
 const INTERVAL: Duration = Duration::from_secs(1);
 const THRESHOLD: u32 = 2;
 
-fn checked_pool(demos: &[&Demo], retries: u32) -> String {
+fn checked_pool(demos: &[&Demo], retries: u32, interval: Duration) -> String {
     let backends: Vec<String> = demos.iter().map(|d| d.yaml()).collect();
     format!(
         "listeners: [{{address: \"{{listen}}\"}}]
@@ -36,7 +36,7 @@ upstreams:
       unhealthy_threshold: {THRESHOLD}
 ",
         backends.join(", "),
-        INTERVAL.as_millis()
+        interval.as_millis()
     )
 }
 
@@ -55,7 +55,7 @@ async fn logged_after(lb: &Lb, needle: &str, since: SystemTime) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backend_fails_no_request_and_is_ejected_then_readmitted() {
     let (a, mut b, c) = (Demo::start("a"), Demo::start("b"), Demo::start("c"));
-    let lb = Lb::start(&checked_pool(&[&a, &b, &c], 2));
+    let lb = Lb::start(&checked_pool(&[&a, &b, &c], 2, INTERVAL));
     let unhealthy = format!("pool web backend {} becomes unhealthy", b.addr);
     let healthy = format!("pool web backend {} becomes healthy", b.addr);
     let bound = INTERVAL * THRESHOLD + INTERVAL;
@@ -108,7 +108,7 @@ async fn a_killed_backend_fails_no_request_and_is_ejected_then_readmitted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_of_ejected_backends_answers_503_at_once() {
     let (mut a, mut b) = (Demo::start("a"), Demo::start("b"));
-    let yaml = checked_pool(&[&a, &b], 2).replace("interval: 1000ms", "interval: 100ms");
+    let yaml = checked_pool(&[&a, &b], 2, Duration::from_millis(100));
     let lb = Lb::start(&yaml);
     assert_eq!(get(lb.addr, "/").await.unwrap().status, 200);
     a.kill();
@@ -124,6 +124,14 @@ async fn a_pool_of_ejected_backends_answers_503_at_once() {
         started.elapsed()
     );
     assert!(resp.body.len() < 100, "long body: {}", resp.text());
+    // Refused by the pool, not after trying the dead backends.
+    let log = lb.log();
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("Fail to proxy")).collect();
+    assert!(!failures.is_empty(), "{log}");
+    assert!(
+        failures.iter().all(|l| l.contains("pool web: no healthy backend")),
+        "a dead backend was tried:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

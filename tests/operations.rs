@@ -56,24 +56,12 @@ upstreams:
     )
 }
 
-fn run(args: &[&str]) -> Output {
-    Command::new(LB)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("run lb")
-}
-
 /// Starts `lb -d` and returns once `lb -d` itself returned.
 fn start_daemon(dir: &TempDir, yaml: &str, listen: SocketAddr) -> (Daemon, String) {
     let conf = write_config(dir, yaml, listen);
-    let out = run(&["-d", "-c", conf.to_str().unwrap()]);
+    let (status, _, err) = run_lb(&["-d", "-c", conf.to_str().unwrap()]);
     let log = std::fs::read_to_string(dir.path("error.log")).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "lb -d failed: {}\n{log}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(status.success(), "lb -d failed: {err}\n{log}");
     let pid = read_pid(&dir.path("lb.pid"));
     assert!(pid > 0 && alive(pid), "pid file names no live process:\n{log}");
     (Daemon { pid }, conf.display().to_string())
@@ -133,7 +121,8 @@ impl Load {
     }
 }
 
-const MAX_PER_STREAM: usize = 20_000;
+/// A bound on each stream, far above what a test run reaches: streams end when told to stop.
+const MAX_PER_STREAM: usize = 200_000;
 
 /// A keep-alive stream: reuses its connection until the server says `Connection: close`.
 async fn keep_alive_stream(addr: SocketAddr, load: Arc<Load>) {
@@ -196,28 +185,29 @@ async fn an_upgrade_under_load_drops_nothing_and_carries_the_new_config() {
     let (old, conf) = start_daemon(&dir, &daemon_config(&[&a, &b]), listen);
 
     let (load, tasks) = start_load(listen, 16);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let warm = eventually(PATIENCE, async || load.ok.load(Ordering::Relaxed) >= 1000).await;
+    assert!(warm, "the load did not get going");
+    assert!(
+        tasks.iter().all(|t| !t.is_finished()),
+        "a stream ended before the upgrade"
+    );
     write_config(&dir, &daemon_config(&[&a, &b, &c]), listen);
-    let upgrade = tokio::task::spawn_blocking(move || run(&["upgrade", "-c", &conf]))
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || run_lb(&["upgrade", "-c", &conf]))
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&upgrade.stdout).into_owned();
-    assert!(
-        upgrade.status.success(),
-        "upgrade failed: {stdout}{}",
-        String::from_utf8_lossy(&upgrade.stderr)
-    );
+    // Guarded at once, so that a failing assertion below does not leave it running.
+    let new = Daemon {
+        pid: read_pid(&dir.path("lb.pid")),
+    };
+    assert!(status.success(), "upgrade failed: {stdout}{stderr}");
     assert!(stdout.contains("upgraded: new pid"), "{stdout}");
     load.mark.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let c_answered = eventually(PATIENCE, async || load.after_mark.lock().unwrap().contains("c")).await;
     load.stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.unwrap();
     }
 
-    let new = Daemon {
-        pid: read_pid(&dir.path("lb.pid")),
-    };
     let log = std::fs::read_to_string(dir.path("error.log")).unwrap_or_default();
     let errors = load.errors.lock().unwrap().clone();
     assert!(
@@ -237,10 +227,7 @@ async fn an_upgrade_under_load_drops_nothing_and_carries_the_new_config() {
         old.pid
     );
     assert!(new.pid != old.pid && alive(new.pid), "new pid {} not running", new.pid);
-    assert!(
-        load.after_mark.lock().unwrap().contains("c"),
-        "the new backend c never answered"
-    );
+    assert!(c_answered, "the new backend c never answered");
     assert_eq!(get(listen, "/").await.unwrap().status, 200);
 }
 
@@ -257,12 +244,7 @@ upstreams: {{web: {{backends: [{}]}}}}
     let mut lb = Lb::start(&yaml);
     let addr = lb.addr;
     let slow = tokio::spawn(async move { get(addr, "/delay/2000").await });
-    let in_flight = eventually(PATIENCE, async || {
-        get(a.addr, "/_demo/stats")
-            .await
-            .is_ok_and(|r| r.text().contains("\"inflight\":1"))
-    })
-    .await;
+    let in_flight = eventually(PATIENCE, async || a.stat("inflight").await == Some(1)).await;
     assert!(in_flight, "the slow request never reached the backend");
 
     let sent = Instant::now();
@@ -295,44 +277,32 @@ async fn a_broken_config_leaves_the_running_lb_untouched() {
     )
     .unwrap();
 
-    let out = run(&["upgrade", "-c", &conf]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    let (status, _, stderr) = run_lb(&["upgrade", "-c", &conf]);
+    assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("upstreams.web.backendz: unknown field"), "{stderr}");
     assert_eq!(read_pid(&dir.path("lb.pid")), daemon.pid);
     assert!(alive(daemon.pid));
     assert_eq!(get(listen, "/").await.unwrap().status, 200);
 
-    // A valid config whose new process cannot start is refused before the old one is touched.
+    // A valid config whose new process fails before taking over (it cannot create its upgrade
+    // socket): the old process is never signalled.
     let other = Demo::start("b");
-    std::fs::write(
-        &conf,
-        daemon_config(&[&other])
-            .replace("{listen}", &listen.to_string())
-            .replace("{dir}", "/nonexistent"),
-    )
-    .unwrap();
-    let out = run(&["upgrade", "-c", &conf]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let unusable_sock = daemon_config(&[&other]).replace("{dir}/upgrade.sock", "/nonexistent/upgrade.sock");
+    write_config(&dir, &unusable_sock, listen);
+    let (status, stdout, stderr) = run_lb(&["upgrade", "-c", &conf]);
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    let untouched = format!("the running lb (pid {}) is untouched", daemon.pid);
+    assert!(stderr.contains(&untouched), "{stderr}");
     assert!(alive(daemon.pid));
+    assert_eq!(read_pid(&dir.path("lb.pid")), daemon.pid);
     assert_eq!(get(listen, "/").await.unwrap().backend(), "a");
 }
 
 fn is_root() -> bool {
-    nix_uid() == 0
+    nix::unistd::Uid::effective().is_root()
 }
 
-fn nix_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|u| u.parse().ok())
-        .unwrap_or(u32::MAX)
-}
-
-/// Runs `script` with bash in a fresh network namespace (its own loopback, so the shipped
+/// Runs `script` with bash in fresh network and PID namespaces (its own loopback, so the shipped
 /// config's fixed ports cannot collide with anything), or None when that is not possible.
 fn in_netns(script: &str) -> Option<Output> {
     if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
@@ -340,9 +310,24 @@ fn in_netns(script: &str) -> Option<Output> {
         return None;
     }
     let full = format!("ip link set lo up 2>/dev/null || true\n{script}");
+    // Bounded: `timeout` kills unshare after two minutes, and --kill-child takes the namespace's
+    // PID 1 (bash) down with it, and so every process in it.
     Some(
-        Command::new("unshare")
-            .args(["--net", "bash", "-c", &full])
+        Command::new("timeout")
+            .args([
+                "-s",
+                "KILL",
+                "120",
+                "unshare",
+                "--net",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "bash",
+                "-c",
+                &full,
+            ])
             .output()
             .expect("unshare"),
     )
@@ -415,7 +400,16 @@ async fn as_pid_1_lb_supervises_and_upgrades_its_child_on_sighup() {
     let conf = write_config(&dir, &yaml(&[&a]), listen);
     let log = std::fs::File::create(dir.path("lb.log")).unwrap();
     let child = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", LB, "-c", conf.to_str().unwrap()])
+        // --kill-child: when the guard kills unshare, the namespace's lb goes with it.
+        .args([
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            LB,
+            "-c",
+            conf.to_str().unwrap(),
+        ])
         .stderr(log)
         .spawn()
         .expect("unshare");
@@ -426,14 +420,17 @@ async fn as_pid_1_lb_supervises_and_upgrades_its_child_on_sighup() {
     let pid1: u32 = std::fs::read_to_string(children).unwrap().trim().parse().unwrap();
 
     let (load, tasks) = start_load(listen, 8);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let warm = eventually(PATIENCE, async || load.ok.load(Ordering::Relaxed) >= 500).await;
+    assert!(warm, "the load did not get going");
     write_config(&dir, &yaml(&[&b]), listen);
     signal(pid1, "HUP");
     let moved = eventually(PATIENCE, async || {
         get(listen, "/").await.is_ok_and(|r| r.backend() == "b")
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Keep the load on for a few hundred more requests after the switch.
+    let done = load.ok.load(Ordering::Relaxed) + 500;
+    let _ = eventually(PATIENCE, async || load.ok.load(Ordering::Relaxed) >= done).await;
     load.stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.unwrap();
@@ -456,4 +453,14 @@ fn probe_reports_whether_lb_answers() {
     let (status, _, err) = run_lb(&["probe", "--addr", &free, "--backend", "127.0.0.1:9"]);
     assert_eq!(status.code(), Some(1));
     assert!(err.contains(&free), "{err}");
+
+    let a = Demo::start("a");
+    let lb = Lb::start(&format!(
+        "listeners: [{{address: \"{{listen}}\"}}]\nupstreams: {{web: {{backends: [{}]}}}}\n",
+        a.yaml()
+    ));
+    let addr = lb.addr.to_string();
+    let (status, out, err) = run_lb(&["probe", "--addr", &addr, "--backend", "127.0.0.1:9"]);
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(out.contains(&format!("http://{addr} answered 200")), "{out}");
 }

@@ -5,7 +5,7 @@
 pub mod client;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -103,11 +103,12 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback address free right now, for a listener of lb or a backend that must be down.
+/// A loopback address free right now, for a listener of lb, a demo backend, or a backend that
+/// must be down.
 ///
 /// Ports come from just below the kernel's ephemeral range, in turn from a per-process start:
-/// a port released by "bind :0" could be handed out again to a demo backend (which binds :0)
-/// or to a client socket, while ports below the range are never handed out by the kernel.
+/// a port released by "bind :0" could be handed out again to a client socket (say while a killed
+/// backend waits for its restart), while ports below the range are never handed out by the kernel.
 pub fn free_addr() -> SocketAddr {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
@@ -144,16 +145,21 @@ impl Demo {
         Self::start_with(name, &[])
     }
 
-    /// Starts backend `name` with extra `lb-demo` flags (e.g. `--delay 5ms`).
+    /// Starts backend `name` with extra `lb-demo` flags (e.g. `--delay 5ms`), on a port from
+    /// [`free_addr`] rather than the ephemeral range, so that a restart finds its port free.
     pub fn start_with(name: &str, extra: &[&str]) -> Demo {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (proc, addr) = spawn_demo(name, "127.0.0.1:0".parse().unwrap(), &extra);
-        Demo {
-            name: name.to_string(),
-            addr,
-            proc: Some(proc),
-            extra,
+        for _ in 0..5 {
+            if let Some((proc, addr)) = try_spawn_demo(name, free_addr(), &extra) {
+                return Demo {
+                    name: name.to_string(),
+                    addr,
+                    proc: Some(proc),
+                    extra,
+                };
+            }
         }
+        panic!("lb-demo {name} did not start");
     }
 
     /// Kills the process; its port stops answering.
@@ -174,14 +180,17 @@ impl Demo {
         }
     }
 
+    /// A counter from the backend's `/_demo/stats` (`inflight`, `connections`, ...).
+    pub async fn stat(&self, field: &str) -> Option<u64> {
+        let text = get(self.addr, "/_demo/stats").await.ok()?.text();
+        let rest = text.split(&format!("\"{field}\":")).nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    }
+
     /// `address: ...` YAML line content.
     pub fn yaml(&self) -> String {
         format!("{{address: \"{}\"}}", self.addr)
     }
-}
-
-fn spawn_demo(name: &str, addr: SocketAddr, extra: &[String]) -> (Guard, SocketAddr) {
-    try_spawn_demo(name, addr, extra).unwrap_or_else(|| panic!("lb-demo {name} did not start"))
 }
 
 fn try_spawn_demo(name: &str, addr: SocketAddr, extra: &[String]) -> Option<(Guard, SocketAddr)> {
@@ -274,7 +283,8 @@ impl Lb {
             if let Ok(Some(_)) = self.proc.0.try_wait() {
                 return false;
             }
-            if TcpStream::connect(self.addr).is_ok() {
+            // "lb ready" too: a connection alone could reach another process that took the port.
+            if TcpStream::connect(self.addr).is_ok() && self.log().contains("lb ready") {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -291,6 +301,19 @@ impl Lb {
     pub fn peak_rss_kib(&self) -> u64 {
         proc_status_kib(self.proc.pid(), "VmHWM:")
     }
+}
+
+/// Sends `n` GETs of `path` to `lb` over one connection, each answered 200, and counts the
+/// answers per backend name.
+pub async fn tally(lb: &Lb, path: &str, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut client = Client::connect(lb.addr).await.expect("connect to lb");
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let resp = client.get(path).await.expect("request");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        *counts.entry(resp.backend()).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// Writes the config for a test: placeholders filled, test server settings added.
@@ -319,14 +342,38 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs `lb` with `args` to completion: (exit status, stdout, stderr).
+/// How long a command-line run of `lb` (`-t`, `-d`, `upgrade`, `probe`) may take before the
+/// test fails and the process is killed.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `lb` with `args` (at log level info) to completion, within [`RUN_LIMIT`]:
+/// (exit status, stdout, stderr).
 pub fn run_lb(args: &[&str]) -> (ExitStatus, String, String) {
-    let out = Command::new(LB).args(args).output().expect("run lb");
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut child = Command::new(LB)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lb");
+    let out = read_all(child.stdout.take());
+    let err = read_all(child.stderr.take());
+    let mut guard = Guard(child);
+    let status = guard
+        .wait_exit(RUN_LIMIT)
+        .unwrap_or_else(|| panic!("lb {args:?} still running after {RUN_LIMIT:?}"));
+    (status, out.join().unwrap_or_default(), err.join().unwrap_or_default())
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn read_all(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    })
 }
 
 /// The directory of the crate (for `conf/`).
