@@ -6,9 +6,9 @@ mod common;
 use common::client::{empty, request};
 use common::{eventually, get, Client, Demo, Lb, PATIENCE};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_request_gets_an_access_log_line_and_metrics_count_it() {
-    let a = Demo::start("a");
+/// lb with an access log (`access.log` in its directory) and metrics, in front of pool `web` of
+/// backend `a`, with `extra` appended to the config; returns lb and the metrics address.
+fn observed(a: &Demo, extra: &str) -> (Lb, std::net::SocketAddr) {
     let metrics = common::free_addr();
     let yaml = format!(
         "listeners: [{{address: \"{{listen}}\"}}]
@@ -17,14 +17,21 @@ metrics: {{address: \"{metrics}\"}}
 upstreams:
   web:
     backends: [{}]
-    health_check: {{path: /healthz, interval: 1s}}
-routes:
-  - {{path_prefix: /app/, upstream: web}}
-  - {{path_prefix: /status/, upstream: web}}
-",
+{extra}",
         a.yaml()
     );
-    let lb = Lb::start(&yaml);
+    (Lb::start(&yaml), metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_gets_an_access_log_line_and_metrics_count_it() {
+    let a = Demo::start("a");
+    let extra = "    health_check: {path: /healthz, interval: 1s}
+routes:
+  - {path_prefix: /app/, upstream: web}
+  - {path_prefix: /status/, upstream: web}
+";
+    let (lb, metrics) = observed(&a, extra);
     let mut client = Client::connect(lb.addr).await.unwrap();
     let mut req = request("GET", "/app/x?y=1", empty());
     req.headers_mut()
@@ -83,18 +90,7 @@ async fn a_client_that_goes_away_is_logged_as_499_at_info_not_as_an_error() {
     use tokio::io::AsyncWriteExt;
 
     let a = Demo::start("a");
-    let metrics = common::free_addr();
-    let yaml = format!(
-        "listeners: [{{address: \"{{listen}}\"}}]
-access_log: {{path: \"{{dir}}/access.log\"}}
-metrics: {{address: \"{metrics}\"}}
-upstreams:
-  web:
-    backends: [{}]
-",
-        a.yaml()
-    );
-    let lb = Lb::start(&yaml);
+    let (lb, metrics) = observed(&a, "");
     let inflight = format!("lb_backend_inflight{{pool=\"web\",backend=\"{}\"}} ", a.addr);
     let at_backend = async |n: &str| {
         get(metrics, "/metrics")
