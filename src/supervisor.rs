@@ -135,6 +135,8 @@ async fn supervise(cli: Cli) -> std::io::Result<i32> {
             sup.finish_retiring(&mut chld).await;
             return Ok(code);
         }
+        // The rest are retired processes and orphans reaped as PID 1: nothing to keep.
+        sup.exited.clear();
     }
 }
 
