@@ -14,20 +14,18 @@ Usage: bench/run-algorithms [--duration S] [--connections N] [--out DIR]
 import argparse
 import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from bench import free_port  # noqa: E402  (shared with the main benchmark)
-LB = ROOT / "target" / "release" / "lb"
-DEMO = ROOT / "target" / "release" / "lb-demo"
+# Shared with the main benchmark.
+from bench import DEMO_BIN, LB_BIN, OHA, Proc, free_port, free_ports, parse_oha, wait_http  # noqa: E402
 
 BACKENDS = [("fast", ["--delay", "2ms"]), ("slow", ["--delay", "40ms"]), ("flaky", ["--delay", "2ms", "--fail-rate", "0.2"])]
 ALGORITHMS = [
@@ -42,17 +40,16 @@ ALGORITHMS = [
     ("first", "    max_connections: 16\n    queue_size: 64\n"),
 ]
 
-OHA = Path(os.environ.get("OHA", ROOT / "target" / "bench-tools" / "bin" / "oha"))
 
-
-def start_backends():
-    procs, addrs = [], {}
-    for name, flags in BACKENDS:
-        p = subprocess.Popen([str(DEMO)] + flags + [f"{name}=127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
-        line = p.stdout.readline()
-        addrs[name] = line.strip().rsplit("http://", 1)[1]
-        procs.append(p)
-    return procs, addrs
+def start_backends(work, ports, procs):
+    """Starts the demo backends on `ports` (appending them to `procs`); their addresses by name."""
+    addrs = {}
+    for (name, flags), port in zip(BACKENDS, ports):
+        procs.append(Proc([str(DEMO_BIN)] + flags + [f"{name}=127.0.0.1:{port}"], None, work / f"{name}.log"))
+        addrs[name] = f"127.0.0.1:{port}"
+        if not wait_http(port, "/healthz", limit=30):
+            raise RuntimeError(f"backend {name} did not start; see {work}/{name}.log")
+    return addrs
 
 
 def demo_requests(addr):
@@ -60,19 +57,8 @@ def demo_requests(addr):
         return json.loads(r.read())["requests"]
 
 
-def wait_port(port, limit=30):
-    end = time.time() + limit
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
 def run_one(work, addrs, algorithm, extra, args):
-    port = free_port()
+    port = free_port()  # the backends already listen, so it cannot be one of theirs
     backends = "\n".join(f"      - address: {a}" for a in addrs.values())
     conf = work / f"{algorithm}.yaml"
     conf.write_text(f"""server: {{threads: 2, pid_file: {work}/lb.pid, upgrade_sock: {work}/lb.sock, grace_period_seconds: 1}}
@@ -83,32 +69,27 @@ upstreams:
 {extra}    backends:
 {backends}
 """)
-    lb = subprocess.Popen([str(LB), "-c", str(conf)], stderr=subprocess.DEVNULL, env=dict(os.environ, RUST_LOG="error"))
+    lb = Proc([str(LB_BIN), "-c", str(conf)], None, work / f"lb-{algorithm}.log", env=dict(os.environ, RUST_LOG="error"))
     try:
-        if not wait_port(port):
-            raise RuntimeError(f"lb did not start for {algorithm}")
+        if not wait_http(port, "/item/1", limit=30):
+            raise RuntimeError(f"lb did not start for {algorithm}; see {lb.log}")
+        url = f"http://127.0.0.1:{port}/item/[0-9]{{6}}"
+        oha = [str(OHA), "--no-tui", "--output-format", "json", "-c", str(args.connections), "--rand-regex-url"]
+        # A short warm-up (connections, least_time's averages), then the measured run.
+        subprocess.run(oha + ["-z", "1s", url], capture_output=True, timeout=60)
         before = {n: demo_requests(a) for n, a in addrs.items()}
-        out = subprocess.run([str(OHA), "--no-tui", "--output-format", "json", "-c", str(args.connections),
-                              "-z", f"{args.duration}s", "--rand-regex-url",
-                              f"http://127.0.0.1:{port}/item/[0-9]{{6}}"], capture_output=True, text=True).stdout
+        out = subprocess.run(oha + ["-z", f"{args.duration}s", url], capture_output=True, text=True,
+                             timeout=args.duration + 60).stdout
         after = {n: demo_requests(a) for n, a in addrs.items()}
     finally:
-        lb.send_signal(signal.SIGINT)
-        lb.wait(10)
-    return parse(out, {n: after[n] - before[n] for n in addrs})
+        lb.stop(signal.SIGINT)
+    return summarize(parse_oha(out), {n: after[n] - before[n] for n in addrs})
 
 
-def parse(out, hits):
-    report = json.loads(out)
-    codes = {int(k): v for k, v in (report.get("statusCodeDistribution") or {}).items()}
-    requests = sum(codes.values()) + sum((report.get("errorDistribution") or {}).values())
-    errors = requests - sum(v for k, v in codes.items() if 200 <= k < 300)
+def summarize(report, hits):
     total_hits = max(sum(hits.values()), 1)
-    pct = report["latencyPercentiles"]
-    return {"rps": report["summary"]["requestsPerSec"],
-            "p50_ms": pct["p50"] * 1000, "p99_ms": pct["p99"] * 1000,
-            "mean_ms": report["summary"]["average"] * 1000,
-            "error_rate": errors / max(requests, 1),
+    return {"rps": report["achieved"], "p50_ms": report["p50_ms"], "p99_ms": report["p99_ms"],
+            "mean_ms": report["mean_ms"], "error_rate": report["failed"] / max(report["requests"], 1),
             "share": {n: h / total_hits for n, h in hits.items()}}
 
 
@@ -171,10 +152,14 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated algorithms (default: all)")
     args = ap.parse_args()
     only = [a for a in args.only.split(",") if a]
+    unknown = set(only) - {name for name, _ in ALGORITHMS}
+    if unknown:
+        sys.exit(f"unknown algorithm {sorted(unknown)}; one of {[name for name, _ in ALGORITHMS]}")
     work = Path(tempfile.mkdtemp(prefix="lb-alg-"))
-    procs, addrs = start_backends()
-    results = {}
+    backend_ports = free_ports(len(BACKENDS))
+    procs, results = [], {}
     try:
+        addrs = start_backends(work, backend_ports, procs)
         for name, extra in ALGORITHMS:
             if only and name not in only:
                 continue
@@ -185,7 +170,8 @@ def main():
                   flush=True)
     finally:
         for p in procs:
-            p.kill()
+            p.stop()
+    shutil.rmtree(work, ignore_errors=True)  # kept on failure: the logs are there
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "algorithms.md").write_text(markdown(results, args))

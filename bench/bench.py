@@ -42,6 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LB_BIN = ROOT / "target" / "release" / "lb"
+DEMO_BIN = ROOT / "target" / "release" / "lb-demo"
 OHA = Path(os.environ.get("OHA", ROOT / "target" / "bench-tools" / "bin" / "oha"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LB_CPU, LOAD_CPU = "0", "1"
@@ -130,12 +131,14 @@ def peak_rss_kib(pids):
 
 
 class Proc:
-    """A pinned child process, stopped on exit."""
+    """A child process (pinned to `cpu` unless it is None) in a session of its own, logging to
+    `log`; `stop` ends the whole session, with SIGKILL if `sig` is not enough."""
 
     def __init__(self, cmd, cpu, log, env=None):
         self.log = log
+        pin = ["taskset", "-c", cpu] if cpu is not None else []
         with open(log, "wb") as out:
-            self.p = subprocess.Popen(["taskset", "-c", cpu] + cmd, stdout=out, stderr=subprocess.STDOUT,
+            self.p = subprocess.Popen(pin + cmd, stdout=out, stderr=subprocess.STDOUT,
                                       env=env, start_new_session=True)
 
     def pids(self):
@@ -197,15 +200,16 @@ http {{
     return path
 
 
-def lb_conf(work, port, ports, algorithm, features, threads=1):
+def lb_conf(work, port, ports, algorithm, features, threads=1, health_interval="1s"):
     backends = "\n".join(f"      - address: 127.0.0.1:{p}" for p in ports)
     key = "    hash_key: uri\n" if algorithm == "consistent" else ""
     health = ""
     if "health" in features:
-        health = "    health_check: {path: /healthz, interval: 1s}\n"
+        health = f"    health_check: {{path: /healthz, interval: {health_interval}}}\n"
     extra = ""
     if "metrics" in features:
-        extra += f"metrics: {{address: 127.0.0.1:{free_port()}}}\n"
+        metrics = next(p for p in free_ports(2) if p != port)
+        extra += f"metrics: {{address: 127.0.0.1:{metrics}}}\n"
     if "access_log" in features:
         extra += f"access_log: {{path: {work}/access.log}}\n"
     server_extra = "".join(f"  {kv.strip()}\n" for kv in LB_SERVER_EXTRA.split(",") if kv.strip())
@@ -291,17 +295,20 @@ backend be
     return path
 
 
-def start_contender(name, work, port, ports, algorithm, features=(), wrapper=(), threads=1, cpus=LB_CPU):
+def start_contender(name, work, port, ports, algorithm, features=(), wrapper=(), threads=1, cpus=LB_CPU,
+                    health_interval="1s"):
     if name == "lb":
-        conf = lb_conf(work, port, ports, algorithm, features, threads)
+        conf = lb_conf(work, port, ports, algorithm, features, threads, health_interval)
         env = dict(os.environ, RUST_LOG="warn")
         return Proc(list(wrapper) + [str(LB_BIN), "-c", str(conf)], cpus, work / "lb.log", env)
     if name == "nginx":
         conf = nginx_conf(work, port, ports, algorithm)
         extra = ["-g", "master_process off;"] if wrapper else []
         return Proc(list(wrapper) + ["nginx", "-c", str(conf)] + extra, cpus, work / "nginx-lb.log")
-    conf = haproxy_conf(work, port, ports, algorithm)
-    return Proc(list(wrapper) + ["haproxy", "-db", "-f", str(conf)], cpus, work / "haproxy.log")
+    if name == "haproxy":
+        conf = haproxy_conf(work, port, ports, algorithm)
+        return Proc(list(wrapper) + ["haproxy", "-db", "-f", str(conf)], cpus, work / "haproxy.log")
+    raise ValueError(f"unknown contender {name!r}")
 
 
 def start_for(name, work, ports, scenario):
@@ -325,33 +332,26 @@ def backend_accepts(port):
 
 
 def parse_wrk(out):
-    def latency(label):
-        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not m:
-            return None
-        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-        return float(m.group(1)) * scale
-
+    """Requests, req/s and failures from wrk's report (latency comes from oha: wrk 4.1's
+    percentiles are not exact)."""
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
     return {"requests": requests, "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50_ms": latency("50"), "p99_ms": latency("99"), "errors": errors}
+            "errors": errors}
 
 
 WRK_RANDOM_URI = """
-counter = 0
 request = function()
-  counter = counter + 1
-  return wrk.format("GET", "/small?k=" .. math.random(1, 100000))
+  return wrk.format("GET", "/small?k=" .. math.random(100000, 999999))
 end
 """
 
 
 def run_wrk(work, port, scenario, conns, seconds):
     cpus = scenario.get("load_cpus", LOAD_CPU)
-    cmd = ["taskset", "-c", cpus, "wrk", f"-t{len(cpus.split(','))}", f"-c{conns}", f"-d{seconds}s", "--latency"]
+    cmd = ["taskset", "-c", cpus, "wrk", f"-t{len(cpus.split(','))}", f"-c{conns}", f"-d{seconds}s"]
     if scenario.get("new_conn"):
         cmd += ["-H", "Connection: close"]
     if scenario.get("random_uri"):
@@ -390,13 +390,22 @@ def run_oha(port, scenario, rate, seconds, conns=64):
     if scenario.get("random_uri"):
         cmd.append("--rand-regex-url")
         url = url + "\\?k=[0-9]{6}"
-    report = json.loads(subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 60).stdout)
+    report = parse_oha(subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 60).stdout)
+    return {k: report[k] for k in ("p50_ms", "p99_ms", "achieved", "requests", "failed")}
+
+
+def parse_oha(out):
+    """oha's JSON report: latency percentiles and mean (ms), achieved req/s, requests answered or
+    failed, and failures (non-2xx answers and errors; requests cut off by the end of a `-z` run
+    are not failures)."""
+    report = json.loads(out)
     codes = {int(k): v for k, v in (report.get("statusCodeDistribution") or {}).items()}
     errors = {k: v for k, v in (report.get("errorDistribution") or {}).items() if "deadline" not in k}
     failed = sum(v for k, v in codes.items() if not 200 <= k < 300) + sum(errors.values())
     pct = report["latencyPercentiles"]
-    return {"p50_ms": pct["p50"] * 1000, "p99_ms": pct["p99"] * 1000,
-            "achieved": report["summary"]["requestsPerSec"], "failed": failed}
+    return {"p50_ms": pct["p50"] * 1000, "p99_ms": pct["p99"] * 1000, "mean_ms": report["summary"]["average"] * 1000,
+            "achieved": report["summary"]["requestsPerSec"], "requests": sum(codes.values()) + sum(errors.values()),
+            "failed": failed}
 
 
 def measure_open(name, work, ports, scenario, rate, seconds):
@@ -411,7 +420,7 @@ def measure_open(name, work, ports, scenario, rate, seconds):
         used = {t: threads1.get(t, 0) - threads0.get(t, 0) for t in threads1}
         busy = sum(used.values()) or 1
         shares = sorted((v / busy for v in used.values()), reverse=True)
-        return {"cpu_us_per_req": (cpu1 - cpu0) * 1e6 / max(lat["achieved"] * seconds, 1),
+        return {"cpu_us_per_req": (cpu1 - cpu0) * 1e6 / max(lat["requests"], 1),
                 "thread_shares": shares, **lat}
     finally:
         lb.stop(signal.SIGINT)
@@ -427,7 +436,8 @@ def latency_at(name, work, ports, scenario, rate, seconds):
 
 
 def median_of(runs):
-    keys = [k for k in runs[0] if runs[0][k] is not None]
+    """Per figure, the median over the runs that have it."""
+    keys = {k for r in runs for k, v in r.items() if v is not None}
     return {k: statistics.median(r[k] for r in runs if r.get(k) is not None) for k in keys}
 
 
@@ -458,7 +468,7 @@ SCENARIOS = {
 
 def lb_supports(work, scenario):
     conf = lb_conf(work, free_port(), [1, 2], scenario["algorithm"], scenario.get("features", ()))
-    ok = subprocess.run([str(LB_BIN), "-t", "-c", str(conf)], capture_output=True, text=True)
+    ok = subprocess.run([str(LB_BIN), "-t", "-c", str(conf)], capture_output=True, text=True, timeout=60)
     return ok.returncode == 0, ok.stderr.strip()
 
 
@@ -522,7 +532,10 @@ def count_instructions(name, work, ports, n, features=()):
     label = name + ("+features" if features else "")
     out = work / f"callgrind.{label}.{n}"
     wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-    proc = start_contender(name, work, port, ports[:2], "round_robin", features, wrapper=wrapper)
+    # Health checks stay configured but do not fire while requests are counted: under valgrind a
+    # request takes ~100x longer, so 1 s checks would be charged to requests many times over.
+    proc = start_contender(name, work, port, ports[:2], "round_robin", features, wrapper=wrapper,
+                           health_interval="1h")
     try:
         if not wait_http(port, limit=180):
             raise RuntimeError(f"{name} under callgrind did not start; see {proc.log}")
@@ -647,7 +660,7 @@ def svg_chart(curve):
     xstep = nice_step(top)
     xmax = xstep * math.ceil(top / xstep)
     lo = 10 ** math.floor(math.log10(max(min(p["p50_ms"] for p in pts), 0.01)))
-    hi = 10 ** math.ceil(math.log10(max(p["p99_ms"] for p in pts)))
+    hi = max(10 ** math.ceil(math.log10(max(p["p99_ms"] for p in pts))), lo * 10)
     sx = lambda x: ml + x / xmax * (w - ml - mr)
     sy = lambda y: h - mb - (math.log10(max(y, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * (h - mt - mb)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
@@ -703,6 +716,8 @@ def main():
     global LB_SERVER_EXTRA
     LB_SERVER_EXTRA = args.lb_server
     CONTENDERS[:] = [c for c in args.contenders.split(",") if c]
+    if not set(CONTENDERS) <= {"lb", "nginx", "haproxy"}:
+        sys.exit(f"unknown contender in {CONTENDERS}; use lb, nginx, haproxy")
     args.only = [s for s in args.only.split(",") if s]
     args.curve = [2000, 5000, 10000, 15000, 20000, 25000, 30000, 35000, 40000, 45000, 50000, 55000, 60000]
     args.curve_duration, args.curve_reps = 5, 1
@@ -721,14 +736,18 @@ def main():
     work.chmod(0o755)  # nginx workers run as an unprivileged user and serve /16k from here
     ports = free_ports(100)
     backends = Proc(["nginx", "-c", str(backends_conf(work, ports))], LOAD_CPU, work / "backends.log")
+    curve, callgrind = {}, None
     try:
         if not wait_http(ports[0]):
             sys.exit(f"backends did not start; see {work}/backends.log")
         print("table:", flush=True)
         rows = run_table(work, ports, args)
-        curve = {} if args.no_curve else (print("curve:", flush=True), run_curve(work, ports, args))[1]
-        callgrind = None if args.no_callgrind else (print("callgrind:", flush=True),
-                                                     run_callgrind(work, ports, args))[1]
+        if not args.no_curve:
+            print("curve:", flush=True)
+            curve = run_curve(work, ports, args)
+        if not args.no_callgrind:
+            print("callgrind:", flush=True)
+            callgrind = run_callgrind(work, ports, args)
     finally:
         backends.stop()
 
@@ -738,11 +757,11 @@ def main():
     (out / "latest.md").write_text(table)
     (out / "latest.json").write_text(json.dumps({"rows": rows, "curve": curve, "callgrind": callgrind,
                                                  "args": vars(args)}, indent=1, default=str))
-    if curve:
+    if any(curve.values()):
         (out / "latency.svg").write_text(svg_chart(curve))
     print()
     print(table)
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)  # kept on failure: the logs are there
 
 
 if __name__ == "__main__":
