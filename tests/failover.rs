@@ -124,10 +124,12 @@ async fn a_pool_of_ejected_backends_answers_503_at_once() {
         started.elapsed()
     );
     assert!(resp.body.len() < 100, "long body: {}", resp.text());
-    // Refused by the pool, not after trying the dead backends.
+    // Refused by the pool, not after trying the dead backends (Pingora logs the failure just
+    // after the response is sent).
+    let logged = eventually(PATIENCE, async || lb.log().contains("Fail to proxy")).await;
     let log = lb.log();
+    assert!(logged, "{log}");
     let failures: Vec<&str> = log.lines().filter(|l| l.contains("Fail to proxy")).collect();
-    assert!(!failures.is_empty(), "{log}");
     assert!(
         failures.iter().all(|l| l.contains("pool web: no healthy backend")),
         "a dead backend was tried:\n{log}"
