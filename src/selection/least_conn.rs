@@ -34,7 +34,8 @@ impl BackendSelection for LeastConnections {
         LeastConnIter {
             start: self.start.fetch_add(1, Ordering::Relaxed),
             lc: Arc::clone(self),
-            given: Vec::new(),
+            first: None,
+            more: Vec::new(),
         }
     }
 }
@@ -43,7 +44,15 @@ impl BackendSelection for LeastConnections {
 pub struct LeastConnIter {
     lc: Arc<LeastConnections>,
     start: usize,
-    given: Vec<usize>,
+    /// The first candidate given, then the others: no allocation for the usual single pick.
+    first: Option<usize>,
+    more: Vec<usize>,
+}
+
+impl LeastConnIter {
+    fn given(&self, i: usize) -> bool {
+        self.first == Some(i) || self.more.contains(&i)
+    }
 }
 
 impl BackendIter for LeastConnIter {
@@ -53,7 +62,7 @@ impl BackendIter for LeastConnIter {
         let mut best: Option<(usize, f64)> = None;
         for step in 0..n {
             let i = (self.start + step) % n;
-            if self.given.contains(&i) {
+            if self.given(i) {
                 continue;
             }
             let load = entries[i].1.load();
@@ -62,7 +71,10 @@ impl BackendIter for LeastConnIter {
             }
         }
         let (i, _) = best?;
-        self.given.push(i);
+        match self.first {
+            None => self.first = Some(i),
+            Some(_) => self.more.push(i),
+        }
         Some(&entries[i].0)
     }
 }
@@ -79,6 +91,15 @@ mod tests {
         // Loads (n+1)/w: 4, 0.5, 2: the weight-2 backend wins.
         assert_eq!(picks(&lc, 5), vec![1; 5]);
         drop(leases);
+    }
+
+    #[test]
+    fn iteration_gives_every_backend_once_least_loaded_first() {
+        let (set, states, _leases) = pool(&[(1, 2), (1, 0), (1, 1), (1, 3)]);
+        let lc = Arc::new(LeastConnections::build_with_config(&set, &states));
+        let mut iter = lc.iter(b"");
+        let order: Vec<String> = std::iter::from_fn(|| iter.next().map(|b| b.addr.to_string())).collect();
+        assert_eq!(order, ["127.0.0.2:80", "127.0.0.3:80", "127.0.0.1:80", "127.0.0.4:80"]);
     }
 
     #[test]
