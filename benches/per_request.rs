@@ -4,8 +4,8 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use lb::config::{Algorithm, BackendConf, HashKey, Upstream};
-use lb::route::Router;
-use lb::upstream::Pool;
+use lb::request::pool::Pool;
+use lb::request::route::Router;
 use pingora_http::RequestHeader;
 use std::net::IpAddr;
 
@@ -21,13 +21,7 @@ fn pool(algorithm: Algorithm, n: usize) -> Pool {
     let mut conf = Upstream::new(backends);
     conf.algorithm = algorithm;
     conf.hash_key = Some(HashKey::Uri);
-    let pool = Pool::build("bench", &conf).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(pool.balancer().update()).unwrap();
-    pool
+    Pool::from_config("bench", &conf).unwrap()
 }
 
 fn request() -> RequestHeader {
@@ -95,7 +89,9 @@ fn keys(c: &mut Criterion) {
     let mut group = c.benchmark_group("key");
     for (name, source) in sources {
         group.bench_function(name, |b| {
-            b.iter(|| lb::key::extract(black_box(&source), black_box(&req), client).map(|k| k.as_bytes().len()))
+            b.iter(|| {
+                lb::request::key::extract(black_box(&source), black_box(&req), client).map(|k| k.as_bytes().len())
+            })
         });
     }
     group.finish();

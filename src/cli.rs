@@ -19,11 +19,14 @@ Examples:
   lb -d -c conf/lb.yaml                   run as a daemon (returns once serving)
   lb upgrade -c conf/lb.yaml              graceful upgrade of the running daemon to this binary
                                           and config (checked first; no request is dropped)
+  lb reload -c conf/lb.yaml               re-read the config in the running lb: pools and routes
+                                          change in place (listeners need `lb upgrade`)
   lb probe -c conf/lb.yaml                exit 0 when lb answers on its first listener
   lb --listen 127.0.0.1:8080 --backend 127.0.0.1:9001 --backend 127.0.0.1:9002,weight=2
                                           quick start without a file
 
-Signals: SIGTERM graceful stop, SIGINT fast stop, SIGQUIT hand listeners to `lb -u` and stop.
+Signals: SIGTERM graceful stop, SIGINT fast stop, SIGQUIT hand listeners to `lb -u` and stop,
+SIGHUP reload pools and routes in place (as PID 1: SIGHUP reloads, SIGUSR2 upgrades).
 Logging: RUST_LOG=debug|info|warn|error (default info), e.g. RUST_LOG=lb=debug,info.";
 
 /// `lb`'s command line.
@@ -91,6 +94,10 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = Dur::parse)]
         timeout: Dur,
     },
+    /// Re-read the configuration in the running lb and apply pools and routes in place (through
+    /// the admin API when configured, else SIGHUP to the pid in server.pid_file). Listener and
+    /// server-setting changes need `lb upgrade`; the answer says so.
+    Reload,
     /// Exit 0 when lb answers HTTP on its first listener (or ADDR), 1 otherwise: a health
     /// check for containers and service managers.
     Probe {
@@ -164,6 +171,7 @@ impl Cli {
             routes: Vec::new(),
             metrics: None,
             access_log: None,
+            admin: None,
         })
     }
 

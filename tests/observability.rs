@@ -73,10 +73,10 @@ routes:
     let text = get(metrics, "/metrics").await.unwrap().text();
     for sample in [
         format!("lb_backend_requests_total{{pool=\"web\",backend=\"{}\"}} 2", a.addr),
-        format!("lb_backend_healthy{{pool=\"web\",backend=\"{}\"}} 1", a.addr),
+        format!("lb_backend_up{{pool=\"web\",backend=\"{}\"}} 1", a.addr),
         format!("lb_backend_inflight{{pool=\"web\",backend=\"{}\"}} 0", a.addr),
-        "lb_responses_total{pool=\"web\",code=\"2xx\"} 1".to_string(),
-        "lb_responses_total{pool=\"web\",code=\"5xx\"} 1".to_string(),
+        "lb_requests_total{pool=\"web\",code=\"2xx\"} 1".to_string(),
+        "lb_requests_total{pool=\"web\",code=\"5xx\"} 1".to_string(),
         "lb_pool_refused_total{pool=\"web\",reason=\"none_ready\"} 0".to_string(),
         "# TYPE lb_backend_requests_total counter".to_string(),
     ] {

@@ -381,7 +381,7 @@ kill %1",
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn as_pid_1_lb_supervises_and_upgrades_its_child_on_sighup() {
+async fn as_pid_1_lb_reloads_its_child_on_sighup_and_upgrades_it_on_sigusr2() {
     if !is_root() {
         eprintln!("skipped: needs root for a PID namespace");
         return;
@@ -422,10 +422,20 @@ async fn as_pid_1_lb_supervises_and_upgrades_its_child_on_sighup() {
     let (load, tasks) = start_load(listen, 8);
     let warm = eventually(PATIENCE, async || load.ok.load(Ordering::Relaxed) >= 500).await;
     assert!(warm, "the load did not get going");
+    // SIGHUP: the serving child re-reads the file and switches pools in place.
     write_config(&dir, &yaml(&[&b]), listen);
     signal(pid1, "HUP");
-    let moved = eventually(PATIENCE, async || {
+    let reloaded = eventually(PATIENCE, async || {
         get(listen, "/").await.is_ok_and(|r| r.backend() == "b")
+    })
+    .await;
+    let after_reload = load.ok.load(Ordering::Relaxed) + 500;
+    let _ = eventually(PATIENCE, async || load.ok.load(Ordering::Relaxed) >= after_reload).await;
+    // SIGUSR2: a new child takes the listeners over with the file as it is now.
+    write_config(&dir, &yaml(&[&a]), listen);
+    signal(pid1, "USR2");
+    let upgraded = eventually(PATIENCE, async || {
+        get(listen, "/").await.is_ok_and(|r| r.backend() == "a")
     })
     .await;
     // Keep the load on for a few hundred more requests after the switch.
@@ -436,10 +446,11 @@ async fn as_pid_1_lb_supervises_and_upgrades_its_child_on_sighup() {
         task.await.unwrap();
     }
     let text = std::fs::read_to_string(dir.path("lb.log")).unwrap_or_default();
-    assert!(moved, "the new config never took effect:\n{text}");
+    assert!(reloaded && upgraded, "reload {reloaded}, upgrade {upgraded}:\n{text}");
     let errors = load.errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "{:?}\n{text}", &errors[..errors.len().min(10)]);
-    assert!(text.contains("upgrade: pid"), "{text}");
+    assert!(text.contains("configuration reloaded in place"), "{text}");
+    assert_eq!(text.matches("upgrade: pid").count(), 1, "{text}");
 
     signal(pid1, "TERM");
     let mut unshare = unshare;

@@ -1,11 +1,13 @@
-//! The YAML file model (`server`, `listeners`, `upstreams`, `routes`), its loading with errors that
+//! The YAML file model (`server`, `listeners`, `upstreams`, `routes`, `admin`...), its loading with errors that
 //! name the file and the field path, and validation. Turning it into running pools is `server`'s job.
 
+mod admin;
 mod server;
 mod types;
 mod upstream;
 mod validate;
 
+pub use admin::AdminConf;
 pub use server::ServerSettings;
 pub use types::{Addr, Dur, HashKey, StatusSet};
 pub use upstream::{BackendConf, HealthCheckConf, SameSite, StickyConf, Timeouts, Upstream};
@@ -68,6 +70,9 @@ pub struct Config {
     /// Access log. Default: off.
     #[serde(default)]
     pub access_log: Option<AccessLogConf>,
+    /// Admin listener: API, dashboard, metrics. Default: off.
+    #[serde(default)]
+    pub admin: Option<AdminConf>,
 }
 
 /// Where the access log goes.

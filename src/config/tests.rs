@@ -213,3 +213,40 @@ fn load_aware_mistakes() {
         "metrics.address: 127.0.0.1:8080 is also a listener",
     );
 }
+
+#[test]
+fn admin_section_rules() {
+    let ok = format!("{GOOD}\nadmin: {{address: 127.0.0.1:9900, state_file: /tmp/s.json}}");
+    let c = Config::parse_str(&ok, "t.yaml").unwrap();
+    c.validate("t.yaml").unwrap();
+    assert_eq!(c.admin.unwrap().state_file.as_deref(), Some("/tmp/s.json"));
+    assert_error(
+        &format!("{GOOD}\nadmin: {{address: 0.0.0.0:9900}}"),
+        "admin.address: 0.0.0.0:9900 is not a loopback address: set token",
+    );
+    let with_token = format!("{GOOD}\nadmin: {{address: 0.0.0.0:9900, token: s3cret}}");
+    Config::parse_str(&with_token, "t.yaml")
+        .unwrap()
+        .validate("t.yaml")
+        .unwrap();
+    assert_error(
+        &format!("{GOOD}\nadmin: {{address: 127.0.0.1:9900, token: a, token_env: B}}"),
+        "admin.token_env: set token or token_env, not both",
+    );
+    assert_error(
+        &format!("{GOOD}\nadmin: {{address: 10.0.0.1:9900, token_env: LB_TEST_SURELY_UNSET_VAR}}"),
+        "admin.token_env: the environment variable LB_TEST_SURELY_UNSET_VAR is not set",
+    );
+    assert_error(
+        &format!("{GOOD}\nadmin: {{address: 127.0.0.1:9900, token: \"a b\"}}"),
+        "admin.token: the token must be non-empty",
+    );
+    assert_error(
+        &format!("{GOOD}\nadmin: {{address: 127.0.0.1:8080}}"),
+        "admin.address: 127.0.0.1:8080 is also a listener",
+    );
+    assert_error(
+        &format!("{GOOD}\nadmin: {{address: 127.0.0.1:9900, tokn: x}}"),
+        "admin.tokn: unknown field `tokn`",
+    );
+}

@@ -51,6 +51,16 @@ impl Config {
             if seen.contains(&metrics.address) {
                 return problem("metrics.address", format!("{} is also a listener", metrics.address));
             }
+            seen.insert(metrics.address);
+        }
+        if let Some(admin) = &self.admin {
+            if seen.contains(&admin.address) {
+                let msg = format!("{} is also a listener or the metrics address", admin.address);
+                return problem("admin.address", msg);
+            }
+            admin
+                .check()
+                .or_else(|(field, msg)| problem(format!("admin.{field}"), msg))?;
         }
         Ok(())
     }

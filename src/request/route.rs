@@ -1,5 +1,22 @@
 //! The routing table: host and path-prefix rules, first match wins. It only picks a target;
-//! what the target is (a pool) and what happens on no match (404) is the proxy's business.
+//! what happens on no match (404) is the proxy's business. [`Routing`] holds the live table of
+//! pools and rules the proxy reads on every request and a reload replaces at once.
+
+use crate::request::pool::Pool;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The pools and the rules that lead to them, as one consistent generation.
+#[derive(Default)]
+pub struct Table {
+    /// Rules, in order.
+    pub router: Router<Arc<Pool>>,
+    /// Every pool by name (routed to or not).
+    pub pools: BTreeMap<String, Arc<Pool>>,
+}
+
+/// The live table: read per request, swapped whole by a reload.
+pub type Routing = arc_swap::ArcSwap<Table>;
 
 /// How a rule matches the request's host.
 #[derive(Debug, Clone, PartialEq, Eq)]

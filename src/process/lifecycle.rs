@@ -3,6 +3,7 @@
 //! parent) only when the listeners accept, and leaving as soon as the last request is done.
 //! Signals themselves are Pingora's; request handling is `proxy`'s.
 
+use crate::request::traffic::Traffic;
 use async_trait::async_trait;
 use log::{info, warn};
 use pingora_core::apps::ServerApp;
@@ -11,7 +12,7 @@ use pingora_core::server::{ExecutionPhase, ShutdownWatch};
 use pingora_core::services::background::BackgroundService;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -25,51 +26,19 @@ const POLL: Duration = Duration::from_millis(20);
 /// How long the listeners get to accept a probe connection before readiness is given up.
 const READY_LIMIT: Duration = Duration::from_secs(60);
 
-/// State shared by the proxy and the lifecycle service.
+/// State shared by the proxy wrapper and the lifecycle service.
 #[derive(Default)]
 pub struct Lifecycle {
-    inflight: AtomicUsize,
-    draining: AtomicBool,
+    /// Requests in flight and the draining flag, shared with the proxy.
+    pub traffic: Arc<Traffic>,
     /// Set once the proxy dropped its idle connections after the accept loops stopped.
     connections_closed: AtomicBool,
-}
-
-/// Counts one request as in flight until dropped (also on errors and client aborts).
-pub struct InflightGuard(Arc<Lifecycle>);
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Release);
-    }
 }
 
 impl Lifecycle {
     /// A fresh state, shared.
     pub fn new() -> Arc<Self> {
         Arc::new(Lifecycle::default())
-    }
-
-    /// Marks a request in flight.
-    pub fn enter(self: &Arc<Self>) -> InflightGuard {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        InflightGuard(Arc::clone(self))
-    }
-
-    /// Requests in flight now.
-    pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::Acquire)
-    }
-
-    /// Whether responses should close the client connection (an upgrade or stop has begun), so
-    /// clients reconnect — to the new process — instead of reusing a connection about to close.
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    fn start_draining(&self, why: &str) {
-        if !self.draining.swap(true, Ordering::Relaxed) {
-            info!("{why}: closing client connections after their current request");
-        }
     }
 }
 
@@ -216,11 +185,11 @@ impl LifecycleService {
         let mut quiet = Duration::ZERO;
         while quiet < QUIET_BEFORE_EXIT {
             tokio::time::sleep(POLL).await;
-            let idle = self.life.inflight() == 0 && self.life.connections_closed.load(Ordering::Acquire);
+            let idle = self.life.traffic.inflight() == 0 && self.life.connections_closed.load(Ordering::Acquire);
             quiet = if idle { quiet + POLL } else { Duration::ZERO };
         }
         info!("no request in flight, exiting");
-        crate::access_log::flush_all();
+        crate::request::access_log::flush_all();
         remove_pid_file(&self.pid_file);
         std::process::exit(0);
     }
@@ -230,10 +199,10 @@ fn follow_phases(life: Arc<Lifecycle>, mut phases: broadcast::Receiver<Execution
     tokio::spawn(async move {
         loop {
             match phases.recv().await {
-                Ok(ExecutionPhase::GracefulUpgradeTransferringFds) => {
-                    life.start_draining("graceful upgrade: listeners handed to the new process")
-                }
-                Ok(ExecutionPhase::GracefulTerminate) => life.start_draining("graceful stop"),
+                Ok(ExecutionPhase::GracefulUpgradeTransferringFds) => life
+                    .traffic
+                    .start_draining("graceful upgrade: listeners handed to the new process"),
+                Ok(ExecutionPhase::GracefulTerminate) => life.traffic.start_draining("graceful stop"),
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             }
@@ -253,7 +222,7 @@ impl BackgroundService for LifecycleService {
                 return;
             }
         }
-        self.life.start_draining("stopping");
+        self.life.traffic.start_draining("stopping");
         self.exit_when_idle().await;
     }
 }
@@ -270,17 +239,6 @@ pub fn dir_writable(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn guards_count_requests_in_flight() {
-        let life = Lifecycle::new();
-        let a = life.enter();
-        let b = life.enter();
-        assert_eq!(life.inflight(), 2);
-        drop(a);
-        drop(b);
-        assert_eq!(life.inflight(), 0);
-    }
 
     #[test]
     fn wildcard_listeners_are_probed_on_loopback() {

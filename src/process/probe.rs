@@ -9,7 +9,7 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Sends `GET /` to `addr` (wildcard addresses through loopback) and returns the status code.
 pub fn probe(addr: SocketAddr) -> Result<u16, String> {
-    let addr = crate::lifecycle::probe_addr(addr);
+    let addr = crate::process::lifecycle::probe_addr(addr);
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
     stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;

@@ -86,7 +86,7 @@ fn entries(backends: &BTreeSet<Backend>, states: &States) -> Box<[(Backend, Arc<
     backends
         .iter()
         .map(|b| {
-            let known = b.addr.as_inet().and_then(|a| states.get(a)).cloned();
+            let known = b.addr.as_inet().and_then(|a| states.get(a));
             let state = known.unwrap_or_else(|| {
                 let addr = b.addr.as_inet().copied().unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
                 Arc::new(BackendState::detached(addr, b.weight))
@@ -134,11 +134,10 @@ pub(crate) mod tests {
         for (i, &(weight, inflight)) in spec.iter().enumerate() {
             let addr: std::net::SocketAddr = format!("127.0.0.{}:80", i + 1).parse().unwrap();
             set.insert(Backend::new_with_weight(&addr.to_string(), weight).unwrap());
+            let member = crate::request::member::Member::new(addr, weight as u32);
             let state = Arc::new(BackendState::new(
-                addr,
-                weight,
+                &member,
                 i,
-                None,
                 Duration::from_secs(1),
                 Arc::clone(&freed),
             ));

@@ -1,7 +1,8 @@
 //! PID 1 in a container. A process cannot replace itself, and when PID 1 exits the container
 //! stops, so `lb` started as PID 1 stays a small supervisor (as nginx's master process): it runs
-//! the real `lb` as a child, forwards stop signals to it, reaps orphans, and on SIGHUP performs
-//! a graceful upgrade to a new child with the (re-read, checked) configuration. The server
+//! the real `lb` as a child, forwards stop signals and SIGHUP (an in-place reload) to it, reaps
+//! orphans, and on SIGUSR2 (nginx's binary-upgrade signal) performs a graceful upgrade to a new
+//! child with the (re-read, checked) configuration. The server
 //! itself knows nothing of this.
 
 use crate::cli::Cli;
@@ -63,17 +64,21 @@ impl Supervisor {
         self.retiring.retain(|pid| !self.exited.contains_key(pid));
     }
 
+    fn forward_current(&self, sig: Signal) {
+        let _ = kill(self.current, sig);
+    }
+
     fn forward(&self, sig: Signal) {
         for &pid in std::iter::once(&self.current).chain(&self.retiring) {
             let _ = kill(pid, sig);
         }
     }
 
-    /// SIGHUP: re-read and check the configuration, start a child that takes over the
+    /// SIGUSR2: re-read and check the configuration, start a child that takes over the
     /// listeners, then tell the current one to hand them over.
     async fn upgrade(&mut self) -> Result<(), String> {
         let config = self.cli.config().map_err(|e| e.to_string())?;
-        crate::preflight::check(&config, &self.cli.source(), false).map_err(|e| e.to_string())?;
+        crate::process::preflight::check(&config, &self.cli.source(), false).map_err(|e| e.to_string())?;
         let sock = PathBuf::from(&config.server.upgrade_sock);
         let _ = std::fs::remove_file(&sock);
         let mut args = self.cli.forward_args();
@@ -109,7 +114,7 @@ pub fn run(cli: Cli) -> std::io::Result<i32> {
 async fn supervise(cli: Cli) -> std::io::Result<i32> {
     let exe = std::env::current_exe()?;
     let current = spawn(&exe, &cli.forward_args())?;
-    info!("supervising lb pid {current} as PID 1; SIGHUP upgrades it gracefully");
+    info!("supervising lb pid {current} as PID 1; SIGHUP reloads it in place, SIGUSR2 upgrades it gracefully");
     let mut sup = Supervisor {
         exe,
         cli,
@@ -118,11 +123,13 @@ async fn supervise(cli: Cli) -> std::io::Result<i32> {
         exited: HashMap::new(),
     };
     let (mut hup, mut term) = (signal(SignalKind::hangup())?, signal(SignalKind::terminate())?);
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     let (mut int, mut quit) = (signal(SignalKind::interrupt())?, signal(SignalKind::quit())?);
     let mut chld = signal(SignalKind::child())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => if let Err(e) = sup.upgrade().await {
+            _ = hup.recv() => sup.forward_current(Signal::SIGHUP),
+            _ = usr2.recv() => if let Err(e) = sup.upgrade().await {
                 error!("upgrade refused, pid {} keeps serving: {e}", sup.current);
             },
             _ = term.recv() => sup.forward(Signal::SIGTERM),

@@ -4,12 +4,12 @@
 mod forwarded;
 mod respond;
 
-use crate::access_log::{AccessLog, Entry};
 use crate::config::Algorithm;
-use crate::lifecycle::{InflightGuard, Lifecycle};
-use crate::route::Router;
-use crate::selection::load::Lease;
-use crate::upstream::Pool;
+use crate::request::access_log::{AccessLog, Entry};
+use crate::request::pool::Pool;
+use crate::request::route::Routing;
+use crate::request::selection::load::Lease;
+use crate::request::traffic::{InflightGuard, Traffic};
 use async_trait::async_trait;
 use log::info;
 use pingora_core::modules::http::HttpModules;
@@ -30,19 +30,20 @@ const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 /// be kept (nginx's `lingering_timeout`); after that the connection is closed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The load balancer: a routing table over pools.
+/// The load balancer: a live routing table over pools.
 pub struct Lb {
-    router: Router<Arc<Pool>>,
-    life: Arc<Lifecycle>,
+    routing: Arc<Routing>,
+    traffic: Arc<Traffic>,
     access_log: Option<Arc<AccessLog>>,
 }
 
 impl Lb {
-    /// A proxy routing with `router`, counting its requests in `life`, logging to `access_log`.
-    pub fn new(router: Router<Arc<Pool>>, life: Arc<Lifecycle>, access_log: Option<Arc<AccessLog>>) -> Self {
+    /// A proxy routing with `routing`, counting its requests in `traffic`, logging to
+    /// `access_log`.
+    pub fn new(routing: Arc<Routing>, traffic: Arc<Traffic>, access_log: Option<Arc<AccessLog>>) -> Self {
         Lb {
-            router,
-            life,
+            routing,
+            traffic,
             access_log,
         }
     }
@@ -59,7 +60,7 @@ pub struct Ctx {
     lease: Option<Lease>,
     /// When the current attempt started.
     attempt_started: Option<Instant>,
-    /// When the request arrived (for the access log).
+    /// When the request arrived.
     started: Option<Instant>,
     /// From the current attempt's start to the backend's response header.
     upstream_time: Option<Duration>,
@@ -167,10 +168,9 @@ impl ProxyHttp for Lb {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
-        let started = self.access_log.is_some().then(Instant::now);
         Ctx {
-            _inflight: Some(self.life.enter()),
-            started,
+            _inflight: Some(self.traffic.enter()),
+            started: Some(Instant::now()),
             ..Ctx::default()
         }
     }
@@ -181,7 +181,7 @@ impl ProxyHttp for Lb {
         let downstream = session.as_downstream_mut();
         downstream.set_close_on_response_before_downstream_finish(false);
         downstream.set_total_drain_timeout(Some(DRAIN_TIMEOUT));
-        if self.life.draining() {
+        if self.traffic.draining() {
             // Tell the client to reconnect (to the new process) rather than reuse this one.
             downstream.set_keepalive(None);
         }
@@ -191,7 +191,12 @@ impl ProxyHttp for Lb {
             respond::send(session, 400, why).await?;
             return Ok(true);
         }
-        ctx.pool = self.router.find(request_host(req), req.uri.path()).cloned();
+        ctx.pool = self
+            .routing
+            .load()
+            .router
+            .find(request_host(req), req.uri.path())
+            .cloned();
         if ctx.pool.is_some() {
             return Ok(false);
         }
@@ -206,6 +211,9 @@ impl ProxyHttp for Lb {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no pool"))?;
         // A retry gives the previous backend's slot back before taking another.
         ctx.lease = None;
+        if !ctx.tried.is_empty() {
+            pool.stats().retry();
+        }
         ctx.upstream_time = None;
         let client = client_ip(session);
         let key = pool.key(session.req_header(), client);
@@ -232,19 +240,16 @@ impl ProxyHttp for Lb {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let (Some(pool), Some(lease), Some(started)) = (&ctx.pool, &ctx.lease, ctx.attempt_started) {
-            let least_time = pool.algorithm == Algorithm::LeastTime;
-            if least_time || ctx.started.is_some() {
-                ctx.upstream_time = Some(started.elapsed());
-            }
-            if least_time {
-                // A quick 5xx is no sign of a good backend: it counts as a failed attempt.
-                let took = ctx.upstream_time.unwrap_or_default();
-                let failed = upstream_response.status.is_server_error();
-                lease
-                    .state()
-                    .latency
-                    .observe(if failed { took.max(FAILURE_PENALTY) } else { took });
-            }
+            let took = started.elapsed();
+            ctx.upstream_time = Some(took);
+            pool.stats().upstream_response.observe(took);
+            // A quick 5xx is no sign of a good backend: for least_time it counts as a failed
+            // attempt.
+            let failed = upstream_response.status.is_server_error() && pool.algorithm == Algorithm::LeastTime;
+            lease
+                .state()
+                .latency
+                .observe(if failed { took.max(FAILURE_PENALTY) } else { took });
         }
         Ok(())
     }
@@ -311,8 +316,13 @@ impl ProxyHttp for Lb {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        if let (Some(pool), Some(resp)) = (&ctx.pool, session.response_written()) {
-            pool.responses.count(resp.status.as_u16());
+        if let Some(pool) = &ctx.pool {
+            if let Some(resp) = session.response_written() {
+                pool.stats().response(resp.status.as_u16());
+            }
+            if let Some(started) = ctx.started {
+                pool.stats().request_duration.observe(started.elapsed());
+            }
         }
         if let Some(log) = &self.access_log {
             log.record(&access_entry(session, ctx, e));

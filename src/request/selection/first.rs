@@ -24,7 +24,7 @@ impl BackendSelection for First {
 
     fn build_with_config(backends: &BTreeSet<Backend>, states: &Arc<States>) -> Self {
         let mut ordered = entries(backends, states).into_vec();
-        ordered.sort_by_key(|(_, s)| s.order);
+        ordered.sort_by_key(|(_, s)| s.order());
         First {
             ordered: ordered.into_boxed_slice(),
         }
@@ -66,14 +66,8 @@ mod tests {
             "p",
             states.all().iter().map(|s| {
                 let freed = Arc::new(tokio::sync::Notify::new());
-                Arc::new(BackendState::new(
-                    s.addr,
-                    1,
-                    2 - s.order,
-                    None,
-                    Duration::from_secs(1),
-                    freed,
-                ))
+                let member = crate::request::member::Member::new(s.addr, 1);
+                Arc::new(BackendState::new(&member, 2 - s.order(), Duration::from_secs(1), freed))
             }),
         );
         let first = Arc::new(First::build_with_config(&set, &Arc::new(reordered)));

@@ -3,7 +3,7 @@
 //! writable. The file's own consistency is `config`'s job.
 
 use crate::config::{Config, ConfigError};
-use crate::lifecycle::dir_writable;
+use crate::process::lifecycle::dir_writable;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -51,7 +51,7 @@ pub fn check(config: &Config, file: &str, bind: bool) -> Result<(), ConfigError>
         check_daemon_paths(config, file)?;
     }
     if let Some(log) = &config.access_log {
-        crate::access_log::open(Path::new(&log.path))
+        crate::request::access_log::open(Path::new(&log.path))
             .map_err(|e| invalid(file, "access_log.path", format!("cannot open {}: {e}", log.path)))?;
     }
     Ok(())

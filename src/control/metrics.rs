@@ -1,0 +1,341 @@
+//! Prometheus metrics with the `prometheus` crate: a registry holding the process collector
+//! (CPU seconds, resident memory, open fds) and `lb`'s own collector, which reads the request
+//! path's atomic counters and histograms of the pools in the live table when scraped (so
+//! backends that come and go appear and disappear with them). Served at `/metrics` on the admin
+//! listener and on the optional `metrics:` listener.
+
+use crate::request::member::AdminState;
+use crate::request::pool::Pool;
+use crate::request::route::Routing;
+use crate::request::selection::load::BackendState;
+use crate::request::stats::HistogramSnapshot;
+use crate::request::traffic::Traffic;
+use async_trait::async_trait;
+use http::Response;
+use log::error;
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, Registry, TextEncoder};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `(name, type, help, labels)` of every family `lb` exports.
+const FAMILIES: &[(&str, MetricType, &str, &[&str])] = &[
+    (
+        "lb_requests_total",
+        MetricType::COUNTER,
+        "Responses sent to clients, by pool and status class.",
+        &["pool", "code"],
+    ),
+    (
+        "lb_request_duration_seconds",
+        MetricType::HISTOGRAM,
+        "Time from a request's arrival to the end of its response.",
+        &["pool"],
+    ),
+    (
+        "lb_upstream_response_seconds",
+        MetricType::HISTOGRAM,
+        "Time from sending to a backend to its response header.",
+        &["pool"],
+    ),
+    (
+        "lb_requests_inflight",
+        MetricType::GAUGE,
+        "Requests being served by this process.",
+        &[],
+    ),
+    (
+        "lb_retries_total",
+        MetricType::COUNTER,
+        "Attempts after the first (another backend, or a fresh connection).",
+        &["pool"],
+    ),
+    (
+        "lb_pool_queued",
+        MetricType::GAUGE,
+        "Requests waiting for a free backend slot.",
+        &["pool"],
+    ),
+    (
+        "lb_pool_refused_total",
+        MetricType::COUNTER,
+        "Requests answered 503 without a backend, by reason.",
+        &["pool", "reason"],
+    ),
+    (
+        "lb_backend_inflight",
+        MetricType::GAUGE,
+        "Requests in flight to the backend.",
+        &["pool", "backend"],
+    ),
+    (
+        "lb_backend_requests_total",
+        MetricType::COUNTER,
+        "Attempts sent to the backend, retries included.",
+        &["pool", "backend"],
+    ),
+    (
+        "lb_backend_failures_total",
+        MetricType::COUNTER,
+        "Attempts that failed to connect or to get a response.",
+        &["pool", "backend"],
+    ),
+    (
+        "lb_backend_up",
+        MetricType::GAUGE,
+        "1 when the backend passes its health checks (always without checks), else 0.",
+        &["pool", "backend"],
+    ),
+    (
+        "lb_backend_admin_state",
+        MetricType::GAUGE,
+        "1 for the backend's admin state (ready, drain, maint), 0 for the others.",
+        &["pool", "backend", "state"],
+    ),
+    (
+        "lb_backend_weight",
+        MetricType::GAUGE,
+        "The backend's weight.",
+        &["pool", "backend"],
+    ),
+    (
+        "lb_backend_latency_seconds",
+        MetricType::GAUGE,
+        "Decaying peak average of the backend's response time.",
+        &["pool", "backend"],
+    ),
+    (
+        "lb_health_checks_total",
+        MetricType::COUNTER,
+        "Active health checks, by result (pass, fail).",
+        &["pool", "backend", "result"],
+    ),
+];
+
+/// The metrics of the pools in `routing` and of the process.
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    /// A registry over `routing` and `traffic`, with the process collector.
+    pub fn new(routing: Arc<Routing>, traffic: Arc<Traffic>) -> Arc<Self> {
+        let registry = Registry::new();
+        let descs = FAMILIES
+            .iter()
+            .filter_map(|(name, _, help, labels)| {
+                let labels = labels.iter().map(|l| l.to_string()).collect();
+                Desc::new(name.to_string(), help.to_string(), labels, HashMap::new()).ok()
+            })
+            .collect();
+        let own = LbCollector {
+            routing,
+            traffic,
+            descs,
+        };
+        for collector in [
+            Box::new(own) as Box<dyn Collector>,
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ] {
+            if let Err(e) = registry.register(collector) {
+                error!("metrics: cannot register a collector: {e}");
+            }
+        }
+        Arc::new(Metrics { registry })
+    }
+
+    /// The whole exposition, in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            error!("metrics: cannot encode: {e}");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+struct LbCollector {
+    routing: Arc<Routing>,
+    traffic: Arc<Traffic>,
+    descs: Vec<Desc>,
+}
+
+impl Collector for LbCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let table = self.routing.load();
+        let mut metrics: Vec<Vec<Metric>> = FAMILIES.iter().map(|_| Vec::new()).collect();
+        metrics[3].push(gauge(&[], self.traffic.inflight() as f64));
+        for pool in table.pools.values() {
+            pool_metrics(pool, &mut metrics);
+            for state in pool.states().all() {
+                backend_metrics(&pool.name, &state, &mut metrics);
+            }
+        }
+        FAMILIES
+            .iter()
+            .zip(metrics)
+            .map(|((name, kind, help, _), metrics)| {
+                let mut family = MetricFamily::default();
+                family.set_name(name.to_string());
+                family.set_help(help.to_string());
+                family.set_field_type(*kind);
+                family.set_metric(metrics);
+                family
+            })
+            .collect()
+    }
+}
+
+fn pool_metrics(pool: &Pool, out: &mut [Vec<Metric>]) {
+    let name = pool.name.as_str();
+    let stats = pool.stats();
+    for (i, n) in stats.responses().iter().enumerate() {
+        let code = format!("{}xx", i + 1);
+        out[0].push(counter(&[("pool", name), ("code", &code)], *n as f64));
+    }
+    out[1].push(histogram(&[("pool", name)], &stats.request_duration.snapshot()));
+    out[2].push(histogram(&[("pool", name)], &stats.upstream_response.snapshot()));
+    out[4].push(counter(&[("pool", name)], stats.retries() as f64));
+    out[5].push(gauge(&[("pool", name)], pool.queued() as f64));
+    for (reason, n) in stats.refusals() {
+        out[6].push(counter(&[("pool", name), ("reason", reason)], n as f64));
+    }
+}
+
+fn backend_metrics(pool: &str, s: &BackendState, out: &mut [Vec<Metric>]) {
+    let addr = s.addr.to_string();
+    let labels = [("pool", pool), ("backend", addr.as_str())];
+    out[7].push(gauge(&labels, s.inflight() as f64));
+    out[8].push(counter(&labels, s.requests.load(Ordering::Relaxed) as f64));
+    out[9].push(counter(&labels, s.failures.load(Ordering::Relaxed) as f64));
+    out[10].push(gauge(&labels, f64::from(u8::from(s.healthy()))));
+    for state in AdminState::ALL {
+        let set = f64::from(u8::from(s.admin() == state));
+        out[11].push(gauge(&[labels[0], labels[1], ("state", state.name())], set));
+    }
+    out[12].push(gauge(&labels, s.weight() as f64));
+    out[13].push(gauge(&labels, s.latency.get() / 1e9));
+    for (result, n) in [("pass", &s.checks[0]), ("fail", &s.checks[1])] {
+        out[14].push(counter(
+            &[labels[0], labels[1], ("result", result)],
+            n.load(Ordering::Relaxed) as f64,
+        ));
+    }
+}
+
+fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            let mut pair = LabelPair::default();
+            pair.set_name(k.to_string());
+            pair.set_value(v.to_string());
+            pair
+        })
+        .collect()
+}
+
+fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
+    let mut g = Gauge::default();
+    g.set_value(value);
+    let mut m = Metric::from_label(label_pairs(labels));
+    m.set_gauge(g);
+    m
+}
+
+fn counter(labels: &[(&str, &str)], value: f64) -> Metric {
+    let mut c = Counter::default();
+    c.set_value(value);
+    let mut m = Metric::from_label(label_pairs(labels));
+    m.set_counter(c);
+    m
+}
+
+fn histogram(labels: &[(&str, &str)], snap: &HistogramSnapshot) -> Metric {
+    let mut h = Histogram::default();
+    h.set_sample_count(snap.count);
+    h.set_sample_sum(snap.sum);
+    let buckets = snap
+        .buckets
+        .iter()
+        .map(|&(bound, count)| {
+            let mut b = Bucket::default();
+            b.set_upper_bound(bound);
+            b.set_cumulative_count(count);
+            b
+        })
+        .collect();
+    h.set_bucket(buckets);
+    let mut m = Metric::from_label(label_pairs(labels));
+    m.set_histogram(h);
+    m
+}
+
+/// The `metrics:` listener: `/metrics` and nothing else, without a token (keep it off public
+/// interfaces).
+pub struct MetricsApp(pub Arc<Metrics>);
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let (status, body) = if session.req_header().uri.path() == "/metrics" {
+            (200, self.0.render())
+        } else {
+            (404, "see /metrics\n".to_string())
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", CONTENT_TYPE)
+            .header("content-length", body.len())
+            .body(body.into_bytes())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Addr, BackendConf, Upstream};
+    use crate::request::route::Table;
+
+    #[test]
+    fn families_render_in_the_text_format() {
+        let conf = Upstream::new(vec![BackendConf {
+            address: Addr("127.0.0.1:9".parse().unwrap()),
+            weight: 2,
+            max_connections: None,
+        }]);
+        let pool = Arc::new(Pool::from_config("web", &conf).unwrap());
+        pool.stats().response(200);
+        pool.stats()
+            .request_duration
+            .observe(std::time::Duration::from_millis(3));
+        let mut table = Table::default();
+        table.pools.insert("web".into(), pool);
+        let metrics = Metrics::new(Arc::new(Routing::from_pointee(table)), Traffic::new());
+        let text = metrics.render();
+        for line in [
+            "# TYPE lb_requests_total counter",
+            "lb_requests_total{pool=\"web\",code=\"2xx\"} 1",
+            "lb_request_duration_seconds_bucket{pool=\"web\",le=\"0.005\"} 1",
+            "lb_request_duration_seconds_count{pool=\"web\"} 1",
+            "lb_backend_weight{pool=\"web\",backend=\"127.0.0.1:9\"} 2",
+            "lb_backend_admin_state{pool=\"web\",backend=\"127.0.0.1:9\",state=\"ready\"} 1",
+            "lb_requests_inflight 0",
+            "process_resident_memory_bytes ",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The running configuration: the file's pools and routes plus runtime changes, applied to the
+//! live routing table as transactions. A change is parsed and checked whole, then persisted,
+//! then applied to the pool through its own API in one step; on any error nothing changes.
+//! TTLs, the state file at start and in-place reloads go through the same path, so there is
+//! one place where backends come and go. Serving the API is `admin`'s job.
+
+use crate::config::{Config, ConfigError};
+use crate::control::changes::{self, Change, Effect, Refusal};
+use crate::control::state_file::{now_ms, Changes, StateFile};
+use crate::control::view::{self, BackendView, PoolView};
+use crate::error::StartError;
+use crate::request::health;
+use crate::request::pool::{Pool, PoolLive};
+use crate::request::route::{Router, Routing, Table};
+use log::{error, info, warn};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// Reads the configuration again (file and command-line overrides), validated.
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// How often heartbeat renewals reach the state file at most.
+const RENEWALS_EVERY: Duration = Duration::from_secs(1);
+
+/// The desired state behind the live table.
+struct Desired {
+    config: Config,
+    changes: Changes,
+    /// TTL renewals not yet written.
+    renewed: bool,
+    renewals_written: Instant,
+}
+
+/// The control plane's view of the pools, and the only writer of the routing table.
+pub struct Runtime {
+    routing: Arc<Routing>,
+    desired: Mutex<Desired>,
+    store: Option<StateFile>,
+    loader: Loader,
+}
+
+/// What a change did to a backend, as the API answers it.
+#[derive(Debug, Serialize)]
+pub struct Applied {
+    /// `created`, `changed`, `renewed` or `removed`.
+    pub result: &'static str,
+    /// The backend after the change (before it, for a removal).
+    pub backend: Option<BackendView>,
+    /// Whether the change is in the state file (false without one).
+    pub persisted: bool,
+}
+
+/// What an in-place reload did.
+#[derive(Debug, Serialize)]
+pub struct ReloadReport {
+    /// Pools that appeared.
+    pub pools_added: Vec<String>,
+    /// Pools that are gone.
+    pub pools_removed: Vec<String>,
+    /// Pools rebuilt from their new settings, live state kept.
+    pub pools_kept: Vec<String>,
+    /// Number of routes now.
+    pub routes: usize,
+    /// Sections that changed but only take effect with `lb upgrade` (listeners, server,
+    /// admin, metrics, access_log).
+    pub needs_upgrade: Vec<&'static str>,
+}
+
+/// Builds the table of `config`'s pools and routes, each pool around the live state of the pool
+/// of the same name in `old` (kept across reloads) or a new one; members are not set.
+fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError> {
+    let mut pools = BTreeMap::new();
+    for (name, conf) in &config.upstreams {
+        let live = old
+            .and_then(|t| t.pools.get(name))
+            .map(|p| Arc::clone(p.live()))
+            .unwrap_or_else(|| PoolLive::new(name));
+        pools.insert(name.clone(), Arc::new(Pool::build(name, conf, live)?));
+    }
+    let mut router = Router::new();
+    for route in &config.routes {
+        if let Some(pool) = pools.get(&route.upstream) {
+            router.push(route.host.as_deref(), route.path_prefix.as_deref(), Arc::clone(pool));
+        }
+    }
+    if config.routes.is_empty() {
+        if let Some(pool) = pools.values().next() {
+            router.push(None, None, Arc::clone(pool));
+        }
+    }
+    Ok(Table { router, pools })
+}
+
+/// Sets every pool of `table` to its members under `config` and `changes`.
+fn set_all_members(table: &Table, config: &Config, changes: &Changes) {
+    for (name, pool) in &table.pools {
+        if let Some(conf) = config.upstreams.get(name) {
+            pool.set_members(&changes::members(conf, changes.pools.get(name)));
+        }
+    }
+}
+
+/// The sections an in-place reload cannot apply, where `old` and `new` differ.
+fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let listeners = |c: &Config| c.listeners.iter().map(|l| l.address).collect::<Vec<_>>();
+    if listeners(old) != listeners(new) {
+        out.push("listeners");
+    }
+    if old.server != new.server {
+        out.push("server");
+    }
+    if old.admin != new.admin {
+        out.push("admin");
+    }
+    if old.metrics.as_ref().map(|m| m.address) != new.metrics.as_ref().map(|m| m.address) {
+        out.push("metrics");
+    }
+    if old.access_log.as_ref().map(|a| &a.path) != new.access_log.as_ref().map(|a| &a.path) {
+        out.push("access_log");
+    }
+    out
+}
+
+impl Runtime {
+    /// The runtime of `config` (read again by `loader` on a reload), keeping runtime changes in
+    /// `state_file` when given. Pools have the file's members until [`Runtime::restore`].
+    pub fn new(config: Config, loader: Loader, state_file: Option<&Path>) -> Result<Arc<Runtime>, StartError> {
+        let table = build_table(&config, None)?;
+        set_all_members(&table, &config, &Changes::default());
+        Ok(Arc::new(Runtime {
+            routing: Arc::new(Routing::from_pointee(table)),
+            desired: Mutex::new(Desired {
+                config,
+                changes: Changes::default(),
+                renewed: false,
+                renewals_written: Instant::now(),
+            }),
+            store: state_file.map(StateFile::new),
+            loader,
+        }))
+    }
+
+    /// The live table, for the proxy and the health checks.
+    pub fn routing(&self) -> &Arc<Routing> {
+        &self.routing
+    }
+
+    /// Whether runtime changes survive a restart.
+    pub fn persistent(&self) -> bool {
+        self.store.is_some()
+    }
+
+    fn persist(&self, changes: &Changes) -> Result<bool, Refusal> {
+        let Some(store) = &self.store else { return Ok(false) };
+        store.save(changes).map(|()| true).map_err(|e| {
+            let msg = format!(
+                "cannot write the state file {}: {e}; nothing was changed",
+                store.path().display()
+            );
+            error!("{msg}");
+            Refusal::new(500, msg)
+        })
+    }
+
+    /// Restores the state file's changes (start-up, and after an upgrade's hand-over), made to
+    /// fit the configuration.
+    pub async fn restore(&self) {
+        let Some(store) = &self.store else { return };
+        let kept = store.load();
+        let mut desired = self.desired.lock().await;
+        let changes = changes::reconcile(&desired.config, &kept, now_ms());
+        set_all_members(&self.routing.load(), &desired.config, &changes);
+        if changes != kept {
+            let _ = self.persist(&changes);
+        }
+        desired.changes = changes;
+    }
+
+    /// Applies `change` to backend `addr` of pool `pool`: checked, persisted, applied, or
+    /// refused with nothing changed.
+    pub async fn apply(&self, pool: &str, addr: SocketAddr, change: Change) -> Result<Applied, Refusal> {
+        let mut desired = self.desired.lock().await;
+        let table = self.routing.load_full();
+        let (Some(live), Some(conf)) = (table.pools.get(pool), desired.config.upstreams.get(pool)) else {
+            return Err(Refusal::new(404, format!("no pool named {pool:?}")));
+        };
+        let before = view::backend(live, addr, &desired.changes);
+        let mut changes = desired.changes.clone();
+        let pc = changes.pools.entry(pool.to_string()).or_default();
+        let effect = changes::apply(pc, conf, addr, &change, now_ms())?;
+        if pc.is_empty() {
+            changes.pools.remove(pool);
+        }
+        let members = changes::members(conf, changes.pools.get(pool));
+        changes::check_members(pool, conf, &members)?;
+        let persisted = if effect == Effect::Renewed {
+            desired.renewed = true;
+            self.store.is_some()
+        } else {
+            self.persist(&changes)?
+        };
+        live.set_members(&members);
+        desired.changes = changes;
+        let backend = match effect {
+            Effect::Removed => before,
+            _ => view::backend(live, addr, &desired.changes),
+        };
+        if effect != Effect::Renewed {
+            info!(
+                "pool {pool} backend {addr}: {} through the admin API",
+                result_name(effect)
+            );
+        }
+        Ok(Applied {
+            result: result_name(effect),
+            backend,
+            persisted,
+        })
+    }
+
+    /// Removes registrations whose TTL ran out, and writes pending renewals (at most once a
+    /// second). Called a few times a second.
+    pub async fn expire(&self) {
+        let mut desired = self.desired.lock().await;
+        let now = now_ms();
+        let mut changes = desired.changes.clone();
+        let mut expired = Vec::new();
+        for (name, pc) in changes.pools.iter_mut() {
+            pc.registered.retain(|r| {
+                let alive = r.expires_at_ms.is_none_or(|t| t > now);
+                if !alive {
+                    expired.push((name.clone(), r.address, r.ttl_ms.unwrap_or(0)));
+                }
+                alive
+            });
+        }
+        changes.pools.retain(|_, pc| !pc.is_empty());
+        if expired.is_empty() {
+            if desired.renewed && desired.renewals_written.elapsed() >= RENEWALS_EVERY {
+                desired.renewed = self.persist(&desired.changes).is_err();
+                desired.renewals_written = Instant::now();
+            }
+            return;
+        }
+        // The backends are gone whatever the disk says: a failed write is logged (by persist)
+        // and retried with the next renewal or change.
+        desired.renewed = self.persist(&changes).is_err();
+        let table = self.routing.load();
+        for (name, addr, ttl) in expired {
+            if let (Some(pool), Some(conf)) = (table.pools.get(&name), desired.config.upstreams.get(&name)) {
+                pool.set_members(&changes::members(conf, changes.pools.get(&name)));
+            }
+            warn!("pool {name} backend {addr} removed: no heartbeat within its TTL of {ttl} ms");
+        }
+        desired.changes = changes;
+    }
+
+    /// Re-reads the configuration and applies its pools and routes in place: pools that stay
+    /// keep their live state and runtime changes, new pools get a first (strict) round of
+    /// health checks before they take traffic. On any error nothing changes.
+    pub async fn reload(&self) -> Result<ReloadReport, String> {
+        let config = (self.loader)().map_err(|e| e.to_string())?;
+        let mut desired = self.desired.lock().await;
+        let old = self.routing.load_full();
+        let table = build_table(&config, Some(&old)).map_err(|e| e.to_string())?;
+        let changes = changes::reconcile(&config, &desired.changes, now_ms());
+        for (name, conf) in &config.upstreams {
+            changes::check_members(name, conf, &changes::members(conf, changes.pools.get(name)))
+                .map_err(|r| format!("upstreams.{name}: {}", r.message))?;
+        }
+        set_all_members(&table, &config, &changes);
+        let fresh: Vec<Arc<Pool>> = table
+            .pools
+            .iter()
+            .filter(|(name, _)| !old.pools.contains_key(*name))
+            .map(|(_, p)| Arc::clone(p))
+            .collect();
+        health::first_rounds(fresh).await;
+        let report = ReloadReport {
+            pools_added: names(&table, |n| !old.pools.contains_key(n)),
+            pools_removed: names(&old, |n| !table.pools.contains_key(n)),
+            pools_kept: names(&table, |n| old.pools.contains_key(n)),
+            routes: config.routes.len(),
+            needs_upgrade: needs_upgrade(&desired.config, &config),
+        };
+        self.routing.store(Arc::new(table));
+        if changes != desired.changes {
+            let _ = self.persist(&changes);
+        }
+        desired.config = config;
+        desired.changes = changes;
+        info!("configuration reloaded in place: {report:?}");
+        Ok(report)
+    }
+
+    /// Every pool, as the API shows it.
+    pub async fn pools(&self) -> Vec<PoolView> {
+        let desired = self.desired.lock().await;
+        let table = self.routing.load();
+        table.pools.values().map(|p| view::pool(p, &desired.changes)).collect()
+    }
+
+    /// Pool `name`, as the API shows it.
+    pub async fn pool(&self, name: &str) -> Option<PoolView> {
+        let desired = self.desired.lock().await;
+        let table = self.routing.load();
+        table.pools.get(name).map(|p| view::pool(p, &desired.changes))
+    }
+}
+
+fn names(table: &Table, keep: impl Fn(&String) -> bool) -> Vec<String> {
+    table.pools.keys().filter(|n| keep(n)).cloned().collect()
+}
+
+fn result_name(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Created => "created",
+        Effect::Changed => "changed",
+        Effect::Renewed => "renewed",
+        Effect::Removed => "removed",
+    }
+}

@@ -1,0 +1,42 @@
+//! The control plane's background service: at start it restores the state file into the pools
+//! (after an upgrade's hand-over, so no change acknowledged by the old process is missed), runs
+//! a first strict round of health checks and only then reports ready, so the listeners open on
+//! a known view of the pools; afterwards it runs the health checks and expires TTLs.
+
+use crate::control::runtime::Runtime;
+use crate::request::health;
+use async_trait::async_trait;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use pingora_core::services::ServiceReadyNotifier;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often TTLs are looked at.
+const EXPIRE_EVERY: Duration = Duration::from_millis(100);
+
+/// The pools' background work.
+pub struct PoolsService(pub Arc<Runtime>);
+
+#[async_trait]
+impl BackgroundService for PoolsService {
+    async fn start_with_ready_notifier(&self, mut shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+        let runtime = &self.0;
+        runtime.restore().await;
+        let pools: Vec<_> = runtime.routing().load().pools.values().cloned().collect();
+        health::first_rounds(pools).await;
+        ready.notify_ready();
+        let checks = health::run(Arc::clone(runtime.routing()));
+        let ttls = async {
+            loop {
+                tokio::time::sleep(EXPIRE_EVERY).await;
+                runtime.expire().await;
+            }
+        };
+        tokio::select! {
+            _ = checks => {}
+            _ = ttls => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}

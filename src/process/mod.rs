@@ -1,0 +1,19 @@
+//! The process: how `lb` starts, serves, upgrades and stops.
+//!
+//! - [`server`]: wiring: the Pingora server, listeners, background services.
+//! - [`lifecycle`]: in-flight requests, draining, readiness, early exit, pid file.
+//! - [`signals`]: SIGHUP, an in-place reload.
+//! - [`preflight`]: checks of the machine before start-up (ports, user, paths).
+//! - [`upgrade`]: `lb upgrade`, the graceful replacement of a running daemon.
+//! - [`reload`]: `lb reload`, an in-place re-read of the configuration by the running lb.
+//! - [`probe`]: `lb probe`, a liveness check for containers.
+//! - [`supervisor`]: PID 1 mode: runs lb as a child, reloads or upgrades it on signals.
+
+pub mod lifecycle;
+pub mod preflight;
+pub mod probe;
+pub mod reload;
+pub mod server;
+pub mod signals;
+pub mod supervisor;
+pub mod upgrade;

@@ -1,0 +1,23 @@
+//! The request path: everything a proxied request touches, and nothing that manages it.
+//!
+//! - [`proxy`]: the `ProxyHttp` implementation (routing, peer choice, retries, headers, errors).
+//! - [`route`]: host / path-prefix routing table, and the live table of pools the proxy reads.
+//! - [`pool`]: a running pool: membership, balancer, key source, slots and wait queue, peers.
+//! - [`selection`]: balancing algorithms (Pingora `BackendSelection`s) and live backend state.
+//! - [`member`]: a pool member as configured: weight, admin state, source, cap.
+//! - [`key`]: extraction of hash keys (URI, path, source IP, header, cookie) from a request.
+//! - [`health`]: active HTTP health checks of a pool's current members.
+//! - [`stats`]: per-pool counters and histograms, counted with a few atomics.
+//! - [`access_log`]: one line per request, written off the request path.
+//! - [`traffic`]: requests in flight and whether client connections are being drained.
+
+pub mod access_log;
+pub mod health;
+pub mod key;
+pub mod member;
+pub mod pool;
+pub mod proxy;
+pub mod route;
+pub mod selection;
+pub mod stats;
+pub mod traffic;
