@@ -2,7 +2,10 @@
 #   docker build -t lb .
 #   docker run -v "$PWD/conf:/etc/lb:ro" -p 8080:8080 lb
 # lb runs as PID 1 and then supervises the serving process: `docker kill -s HUP <container>`
-# re-reads /etc/lb/lb.yaml and upgrades gracefully; `docker stop` drains within the grace period.
+# re-reads /etc/lb/lb.yaml and applies pools and routes in place; `docker kill -s USR2
+# <container>` upgrades gracefully to a new process (listener changes); `docker stop` drains
+# within the grace period. The admin listener (API, dashboard, /metrics) must listen on 0.0.0.0
+# to be published, which lb allows only with a token (admin.token_env: LB_ADMIN_TOKEN).
 
 FROM rust:1-bookworm AS build
 # Build-stage packages follow the base image's Debian release; pinning versions here would
@@ -15,6 +18,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo ./.cargo
 COPY src ./src
+# The admin API's OpenAPI document is embedded in the binary.
+COPY docs ./docs
 RUN cargo build --release --locked --bin lb \
  && install -m 0755 target/release/lb /usr/local/bin/lb
 
@@ -24,7 +29,7 @@ COPY --from=build /usr/local/bin/lb /usr/local/bin/lb
 # A default configuration; mount your own directory over it.
 COPY conf/ /etc/lb/
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 9900
 # SIGTERM is lb's graceful stop: in-flight requests finish within server.grace_period_seconds
 # (5 s + 3 s shutdown timeout in the shipped config: inside Docker's default 10 s stop timeout).
 STOPSIGNAL SIGTERM

@@ -22,6 +22,8 @@ offered-load chart (oha, open loop); instructions per request under callgrind.
 
 Usage: bench/run [--quick] [--reps N] [--duration S] [--only SCENARIO[,..]] [--no-curve]
        [--no-callgrind] [--out DIR] [--lb-server "key: value,..."] [--contenders lb,nginx,...]
+       [--baseline PATH]   another lb binary (e.g. the previous commit's) measured as contender
+                           `lb-base` in the same run, for before/after rows in the history table
 """
 
 import argparse
@@ -47,6 +49,7 @@ OHA = Path(os.environ.get("OHA", ROOT / "target" / "bench-tools" / "bin" / "oha"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LB_CPU, LOAD_CPU = "0", "1"
 CONTENDERS = ["lb", "nginx", "haproxy"]
+BASE_BIN = None  # --baseline: the `lb-base` contender's binary
 LB_SERVER_EXTRA = ""  # e.g. "work_stealing: false", from --lb-server
 SMALL_BODY = "hello world\n"
 
@@ -212,6 +215,9 @@ def lb_conf(work, port, ports, algorithm, features, threads=1, health_interval="
         extra += f"metrics: {{address: 127.0.0.1:{metrics}}}\n"
     if "access_log" in features:
         extra += f"access_log: {{path: {work}/access.log}}\n"
+    if "admin" in features:
+        admin = next(p for p in free_ports(3) if p != port and f"127.0.0.1:{p}" not in extra)
+        extra += f"admin: {{address: 127.0.0.1:{admin}, state_file: {work}/state.json}}\n"
     server_extra = "".join(f"  {kv.strip()}\n" for kv in LB_SERVER_EXTRA.split(",") if kv.strip())
     conf = f"""server:
   threads: {threads}
@@ -297,10 +303,13 @@ backend be
 
 def start_contender(name, work, port, ports, algorithm, features=(), wrapper=(), threads=1, cpus=LB_CPU,
                     health_interval="1s"):
-    if name == "lb":
+    if name in ("lb", "lb-base"):
+        binary = LB_BIN if name == "lb" else BASE_BIN
+        if name == "lb-base" and not binary_accepts(binary, work, algorithm, features):
+            features = tuple(f for f in features if f != "admin")  # an lb from before the admin API
         conf = lb_conf(work, port, ports, algorithm, features, threads, health_interval)
         env = dict(os.environ, RUST_LOG="warn")
-        return Proc(list(wrapper) + [str(LB_BIN), "-c", str(conf)], cpus, work / "lb.log", env)
+        return Proc(list(wrapper) + [str(binary), "-c", str(conf)], cpus, work / f"{name}.log", env)
     if name == "nginx":
         conf = nginx_conf(work, port, ports, algorithm)
         extra = ["-g", "master_process off;"] if wrapper else []
@@ -452,9 +461,9 @@ SCENARIOS = {
                            "algorithm": "least_connections"},
     "pool100_consistent": {"title": "100 backends, consistent hash of the URI", "path": "/small",
                            "backends": 100, "algorithm": "consistent", "random_uri": True},
-    "lb_features": {"title": "lb with metrics, access log, health checks", "path": "/small", "backends": 2,
-                    "algorithm": "round_robin", "features": ("metrics", "access_log", "health"),
-                    "contenders": ["lb"]},
+    "lb_features": {"title": "lb with admin API, metrics, access log, health checks", "path": "/small",
+                    "backends": 2, "algorithm": "round_robin",
+                    "features": ("admin", "metrics", "access_log", "health"), "contenders": ["lb", "lb-base"]},
     # Scaling: both CPUs shared by everything, so threads: 2 can only show what the second
     # core's spare cycles give.
     "scale_t1": {"title": "lb threads: 1, all on both CPUs", "path": "/small", "backends": 2,
@@ -464,6 +473,11 @@ SCENARIOS = {
                  "algorithm": "round_robin", "contenders": ["lb"], "threads": 2,
                  "lb_cpus": "0,1", "load_cpus": "0,1", "no_latency": True, "open_rate": 20000},
 }
+
+
+def binary_accepts(binary, work, algorithm, features):
+    conf = lb_conf(work, free_port(), [1, 2], algorithm, features)
+    return subprocess.run([str(binary), "-t", "-c", str(conf)], capture_output=True, timeout=60).returncode == 0
 
 
 def lb_supports(work, scenario):
@@ -593,6 +607,7 @@ def markdown(rows, callgrind, args):
             continue
         nginx, haproxy = row.get("nginx", {}), row.get("haproxy", {})
         for name in CONTENDERS:
+            label = "lb (baseline)" if name == "lb-base" else name
             r = row.get(name)
             if r is None:
                 if name == "lb" and "lb_unsupported" in row:
@@ -603,7 +618,7 @@ def markdown(rows, callgrind, args):
             vs_h = ratio(cpu, haproxy.get("cpu_us_per_req")) if name != "haproxy" else ""
             rate = f"{r['at_rate']:.0f}/s" if r.get("at_rate") else ""
             lines.append(
-                f"| {SCENARIOS[key]['title']} | {name} | {r['rps']:.0f} | {cpu:.1f} | {vs_n} | {vs_h} "
+                f"| {SCENARIOS[key]['title']} | {label} | {r['rps']:.0f} | {cpu:.1f} | {vs_n} | {vs_h} "
                 f"| {fmt(r.get('p50_ms'), 2)} | {fmt(r.get('p99_ms'), 2)} | {rate} | {r['rss_mib']:.1f} "
                 f"| {r['conns_per_req']:.3f} | {r['errors'] + r.get('lat_failed', 0):.0f} |")
     lines += extra_lines(rows)
@@ -620,11 +635,21 @@ def markdown(rows, callgrind, args):
 
 def extra_lines(rows):
     out = []
-    base, feat = rows.get("ka_small", {}).get("lb"), rows.get("lb_features", {}).get("lb")
-    if base and feat:
-        extra = feat["cpu_us_per_req"] / base["cpu_us_per_req"] - 1
-        out += ["", f"Production features (metrics, access log, health checks): {feat['cpu_us_per_req']:.1f} µs/req "
-                f"against {base['cpu_us_per_req']:.1f} without: {extra * 100:+.1f}% CPU per request."]
+    for name in ("lb", "lb-base"):
+        base, feat = rows.get("ka_small", {}).get(name), rows.get("lb_features", {}).get(name)
+        if base and feat:
+            extra = feat["cpu_us_per_req"] / base["cpu_us_per_req"] - 1
+            label = "the baseline lb's" if name == "lb-base" else "lb's"
+            out += ["", f"Production features ({label}: {SCENARIOS['lb_features']['title'][8:]}): "
+                    f"{feat['cpu_us_per_req']:.1f} µs/req against {base['cpu_us_per_req']:.1f} without: "
+                    f"{extra * 100:+.1f}% CPU per request."]
+    for key, row in rows.items():
+        new, old = row.get("lb"), row.get("lb-base")
+        if new and old:
+            out += ["", f"Against the baseline binary in the same run ({SCENARIOS[key]['title']}): "
+                    f"{new['cpu_us_per_req']:.1f} µs/req against {old['cpu_us_per_req']:.1f} "
+                    f"({new['cpu_us_per_req'] / old['cpu_us_per_req'] - 1:+.1f}%), "
+                    f"{new['rps']:.0f} req/s against {old['rps']:.0f}."]
     t1, t2 = rows.get("scale_t1", {}).get("lb"), rows.get("scale_t2", {}).get("lb")
     if t1 and t2 and "open" in t1 and "open" in t2:
         o1, o2 = t1["open"], t2["open"]
@@ -640,7 +665,7 @@ def extra_lines(rows):
     return out
 
 
-COLORS = {"lb": "#d62728", "nginx": "#2ca02c", "haproxy": "#1f77b4"}
+COLORS = {"lb": "#d62728", "lb-base": "#ff9896", "nginx": "#2ca02c", "haproxy": "#1f77b4"}
 
 
 def nice_step(top, ticks=5):
@@ -712,11 +737,17 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--lb-server", default="", help="extra server settings for lb, comma-separated key: value")
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
+    ap.add_argument("--baseline", default="", help="another lb binary, measured as contender lb-base")
     args = ap.parse_args()
-    global LB_SERVER_EXTRA
+    global LB_SERVER_EXTRA, BASE_BIN
     LB_SERVER_EXTRA = args.lb_server
     CONTENDERS[:] = [c for c in args.contenders.split(",") if c]
-    if not set(CONTENDERS) <= {"lb", "nginx", "haproxy"}:
+    if args.baseline:
+        BASE_BIN = Path(args.baseline).resolve()
+        if not BASE_BIN.exists():
+            sys.exit(f"--baseline {BASE_BIN}: no such file")
+        CONTENDERS.insert(1, "lb-base")
+    if not set(CONTENDERS) <= {"lb", "lb-base", "nginx", "haproxy"}:
         sys.exit(f"unknown contender in {CONTENDERS}; use lb, nginx, haproxy")
     args.only = [s for s in args.only.split(",") if s]
     args.curve = [2000, 5000, 10000, 15000, 20000, 25000, 30000, 35000, 40000, 45000, 50000, 55000, 60000]

@@ -2,44 +2,16 @@
 //! cleans its pid file on SIGTERM; `lb upgrade` under constant load loses no request and
 //! carries a config change; SIGTERM lets an in-flight request finish; a broken config never
 //! touches the running process; the image's ENTRYPOINT/CMD run as a non-root user with the
-//! mounted conf/ layout; lb as PID 1 upgrades its child on SIGHUP.
+//! mounted conf/ layout; lb as PID 1 reloads its child on SIGHUP and upgrades it on SIGUSR2.
 
 mod common;
 
-use common::client::{empty, request};
-use common::{eventually, get, run_lb, signal, write_config, Client, Demo, Lb, TempDir, LB, PATIENCE};
-use std::net::SocketAddr;
+use common::daemon::{alive, read_pid, start_daemon, Daemon};
+use common::load::start_load;
+use common::{eventually, get, run_lb, signal, write_config, Demo, Lb, TempDir, LB, PATIENCE};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// A daemon started by a test: killed on drop if still alive.
-struct Daemon {
-    pid: u32,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if alive(self.pid) {
-            signal(self.pid, "KILL");
-        }
-    }
-}
-
-/// Whether `pid` runs (a zombie does not count).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-}
-
-fn read_pid(path: &std::path::Path) -> u32 {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .trim()
-        .parse()
-        .unwrap_or(0)
-}
 
 fn daemon_config(backends: &[&Demo]) -> String {
     let list: Vec<String> = backends.iter().map(|d| d.yaml()).collect();
@@ -54,17 +26,6 @@ upstreams:
 ",
         list.join(", ")
     )
-}
-
-/// Starts `lb -d` and returns once `lb -d` itself returned.
-fn start_daemon(dir: &TempDir, yaml: &str, listen: SocketAddr) -> (Daemon, String) {
-    let conf = write_config(dir, yaml, listen);
-    let (status, _, err) = run_lb(&["-d", "-c", conf.to_str().unwrap()]);
-    let log = std::fs::read_to_string(dir.path("error.log")).unwrap_or_default();
-    assert!(status.success(), "lb -d failed: {err}\n{log}");
-    let pid = read_pid(&dir.path("lb.pid"));
-    assert!(pid > 0 && alive(pid), "pid file names no live process:\n{log}");
-    (Daemon { pid }, conf.display().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,98 +44,6 @@ async fn a_daemon_serves_when_lb_d_returns_and_sigterm_removes_its_pid_file() {
     let gone = eventually(PATIENCE, async || !alive(daemon.pid)).await;
     assert!(gone, "daemon still running after SIGTERM");
     assert!(!dir.path("lb.pid").exists(), "pid file left behind");
-}
-
-/// Counters of a load run.
-#[derive(Default)]
-struct Load {
-    ok: AtomicU64,
-    errors: Mutex<Vec<String>>,
-    /// Backends seen after `mark` was set.
-    after_mark: Mutex<std::collections::BTreeSet<String>>,
-    mark: AtomicBool,
-    stop: AtomicBool,
-}
-
-impl Load {
-    fn record(&self, result: Result<common::Resp, common::client::Error>, what: &str) -> bool {
-        match result {
-            Ok(resp) if resp.status == 200 => {
-                self.ok.fetch_add(1, Ordering::Relaxed);
-                if self.mark.load(Ordering::Relaxed) {
-                    self.after_mark.lock().unwrap().insert(resp.backend());
-                }
-                resp.header("connection").eq_ignore_ascii_case("close")
-            }
-            Ok(resp) => {
-                self.errors
-                    .lock()
-                    .unwrap()
-                    .push(format!("{what}: status {}", resp.status));
-                true
-            }
-            Err(e) => {
-                self.errors.lock().unwrap().push(format!("{what}: {e}"));
-                true
-            }
-        }
-    }
-}
-
-/// A bound on each stream, far above what a test run reaches: streams end when told to stop.
-const MAX_PER_STREAM: usize = 200_000;
-
-/// A keep-alive stream: reuses its connection until the server says `Connection: close`.
-async fn keep_alive_stream(addr: SocketAddr, load: Arc<Load>) {
-    let mut client: Option<Client> = None;
-    for _ in 0..MAX_PER_STREAM {
-        if load.stop.load(Ordering::Relaxed) {
-            return;
-        }
-        if client.is_none() {
-            match Client::connect(addr).await {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    load.errors.lock().unwrap().push(format!("keep-alive connect: {e}"));
-                    continue;
-                }
-            }
-        }
-        let result = client.as_mut().expect("connected").get("/").await;
-        if load.record(result, "keep-alive") {
-            client = None;
-        }
-    }
-}
-
-/// A stream that opens a new connection for every request.
-async fn new_connection_stream(addr: SocketAddr, load: Arc<Load>) {
-    for _ in 0..MAX_PER_STREAM {
-        if load.stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut req = request("GET", "/", empty());
-        req.headers_mut().insert("connection", "close".parse().unwrap());
-        let result = match Client::connect(addr).await {
-            Ok(mut c) => c.send(req).await,
-            Err(e) => Err(e),
-        };
-        load.record(result, "new-connection");
-    }
-}
-
-fn start_load(addr: SocketAddr, streams: usize) -> (Arc<Load>, Vec<tokio::task::JoinHandle<()>>) {
-    let load = Arc::new(Load::default());
-    let mut tasks = Vec::new();
-    for i in 0..streams {
-        let load = Arc::clone(&load);
-        tasks.push(if i % 2 == 0 {
-            tokio::spawn(keep_alive_stream(addr, load))
-        } else {
-            tokio::spawn(new_connection_stream(addr, load))
-        });
-    }
-    (load, tasks)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -140,6 +140,8 @@ async fn accepting(addr: SocketAddr) -> bool {
 pub struct LifecycleService {
     life: Arc<Lifecycle>,
     listeners: Vec<SocketAddr>,
+    /// The admin and metrics listeners: ready means they accept too.
+    others: Vec<SocketAddr>,
     /// The `lb -d` process waiting for SIGUSR1, if any.
     notify_pid: Option<u32>,
     pid_file: String,
@@ -147,10 +149,12 @@ pub struct LifecycleService {
 }
 
 impl LifecycleService {
-    /// A service for `life`; `phases` comes from `Server::watch_execution_phase`.
+    /// A service for `life` serving on `listeners` (and `others`: admin, metrics); `phases`
+    /// comes from `Server::watch_execution_phase`.
     pub fn new(
         life: Arc<Lifecycle>,
         listeners: Vec<SocketAddr>,
+        others: Vec<SocketAddr>,
         notify_pid: Option<u32>,
         pid_file: &str,
         phases: broadcast::Receiver<ExecutionPhase>,
@@ -158,6 +162,7 @@ impl LifecycleService {
         LifecycleService {
             life,
             listeners,
+            others,
             notify_pid,
             pid_file: pid_file.to_string(),
             phases: Mutex::new(Some(phases)),
@@ -165,7 +170,7 @@ impl LifecycleService {
     }
 
     async fn announce_ready(&self) {
-        for &addr in &self.listeners {
+        for &addr in self.listeners.iter().chain(&self.others) {
             if !accepting(addr).await {
                 warn!("listener {addr} does not accept connections");
                 return;

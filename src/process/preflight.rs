@@ -1,6 +1,6 @@
 //! Checks of the machine before start-up, so a daemon fails in the foreground with a clear line
-//! instead of deep inside Pingora: listeners free, user and group known, log and pid paths
-//! writable. The file's own consistency is `config`'s job.
+//! instead of deep inside Pingora: listeners (proxy, metrics, admin) free, user and group known,
+//! log, pid and state-file paths writable. The file's own consistency is `config`'s job.
 
 use crate::config::{Config, ConfigError};
 use crate::process::lifecycle::dir_writable;
@@ -32,6 +32,16 @@ pub fn check(config: &Config, file: &str, bind: bool) -> Result<(), ConfigError>
         if let Some(metrics) = &config.metrics {
             let addr = metrics.address.0;
             probe_bind(addr).map_err(|e| invalid(file, "metrics.address", format!("cannot listen on {addr}: {e}")))?;
+        }
+        if let Some(admin) = &config.admin {
+            let addr = admin.address.0;
+            probe_bind(addr).map_err(|e| invalid(file, "admin.address", format!("cannot listen on {addr}: {e}")))?;
+        }
+    }
+    if let Some(state) = config.admin.as_ref().and_then(|a| a.state_file.as_deref()) {
+        if !dir_writable(Path::new(state)) {
+            let msg = format!("cannot write {state} (its directory is missing or read-only)");
+            return Err(invalid(file, "admin.state_file", msg));
         }
     }
     let server = &config.server;

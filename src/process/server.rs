@@ -80,7 +80,9 @@ pub fn run(config: Config, loader: Loader, opt: Opt) -> Result<(), StartError> {
     }
 
     let listeners = config.listeners.iter().map(|l| l.address.0).collect();
-    let lifecycle = LifecycleService::new(life, listeners, notify_pid, &config.server.pid_file, phases);
+    let others = config.admin.iter().map(|a| a.address.0);
+    let others = others.chain(config.metrics.iter().map(|m| m.address.0)).collect();
+    let lifecycle = LifecycleService::new(life, listeners, others, notify_pid, &config.server.pid_file, phases);
     server
         .add_service(one_thread("lb lifecycle", lifecycle))
         .add_dependency(&proxy);

@@ -2,9 +2,12 @@
 //! client that can bind a chosen 127.0.0.x source; polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod client;
+pub mod daemon;
+pub mod load;
+pub mod webdriver;
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -94,6 +97,17 @@ impl TempDir {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
+    }
+
+    /// A loopback address for an admin listener, the same for every config written here.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let file = self.path(".admin-addr");
+        if let Some(addr) = std::fs::read_to_string(&file).ok().and_then(|t| t.trim().parse().ok()) {
+            return addr;
+        }
+        let addr = free_addr();
+        std::fs::write(&file, addr.to_string()).expect("write admin address");
+        addr
     }
 }
 
@@ -214,6 +228,8 @@ pub struct Lb {
     pub addr: SocketAddr,
     pub dir: TempDir,
     pub proc: Guard,
+    /// The command line it was started with.
+    pub args: Vec<String>,
 }
 
 impl Lb {
@@ -257,7 +273,11 @@ impl Lb {
     }
 
     fn launch(dir: TempDir, addr: SocketAddr, args: &[String]) -> Option<Lb> {
-        let log = File::create(dir.path("lb.log")).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path("lb.log"))
+            .expect("log file");
         let child = Command::new(LB)
             .args(args)
             .env("RUST_LOG", "info")
@@ -269,12 +289,78 @@ impl Lb {
             addr,
             dir,
             proc: Guard(child),
+            args: args.to_vec(),
         };
         match lb.wait_listening() {
             true => Some(lb),
             false if lb.log().contains("cannot listen") => None,
             false => panic!("lb did not start:\n{}", lb.log()),
         }
+    }
+
+    /// The admin listener's address (the `{admin}` of the config).
+    pub fn admin(&self) -> SocketAddr {
+        self.dir.admin_addr()
+    }
+
+    /// Stops it with SIGTERM and waits for its exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        if let Ok(Some(status)) = self.proc.0.try_wait() {
+            return status;
+        }
+        self.proc.signal("TERM");
+        self.proc.wait_exit(PATIENCE).expect("lb did not stop")
+    }
+
+    /// Stops it and starts it again in the same directory with the same command line (and
+    /// so the same config file, addresses and state file); the log is appended to.
+    pub fn restart(mut self) -> Lb {
+        self.stop();
+        let Lb { addr, dir, args, .. } = self;
+        let end = Instant::now() + PATIENCE;
+        let mut dir = Some(dir);
+        loop {
+            let current = dir.take().expect("dir");
+            let log_path = current.path("lb.log");
+            let before = std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .matches("lb ready")
+                .count();
+            let log = std::fs::OpenOptions::new().append(true).open(&log_path).expect("log");
+            let mut attempt = Command::new(LB);
+            attempt
+                .args(&args)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log);
+            let child = attempt.spawn().expect("spawn lb");
+            let mut lb = Lb {
+                addr,
+                dir: current,
+                proc: Guard(child),
+                args: args.clone(),
+            };
+            if lb.wait_ready_again(before) {
+                return lb;
+            }
+            assert!(Instant::now() < end, "lb did not start again:\n{}", lb.log());
+            let Lb { dir: d, .. } = lb;
+            dir = Some(d);
+        }
+    }
+
+    fn wait_ready_again(&mut self, before: usize) -> bool {
+        let end = Instant::now() + PATIENCE;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.proc.0.try_wait() {
+                return false;
+            }
+            if self.log().matches("lb ready").count() > before && TcpStream::connect(self.addr).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     fn wait_listening(&mut self) -> bool {
@@ -320,6 +406,9 @@ pub async fn tally(lb: &Lb, path: &str, n: usize) -> std::collections::BTreeMap<
 pub fn write_config(dir: &TempDir, yaml: &str, listen: SocketAddr) -> PathBuf {
     let d = dir.0.display().to_string();
     let mut text = yaml.replace("{listen}", &listen.to_string()).replace("{dir}", &d);
+    if text.contains("{admin}") {
+        text = text.replace("{admin}", &dir.admin_addr().to_string());
+    }
     if !text.contains("server:") {
         text.push_str(&format!(
             "\nserver: {{threads: 2, pid_file: {d}/lb.pid, upgrade_sock: {d}/upgrade.sock, \

@@ -46,6 +46,16 @@ fn asset(content_type: &'static str, body: &'static str) -> Reply {
     }
 }
 
+/// The dashboard page, told whether it must ask for the token.
+fn dashboard(admin: &Admin) -> Reply {
+    let auth = if admin.token.is_some() { "token" } else { "none" };
+    let page = assets::DASHBOARD_HTML.replace("{{AUTH}}", auth);
+    Reply {
+        body: page.into_bytes(),
+        ..asset("text/html; charset=utf-8", "")
+    }
+}
+
 fn not_allowed(allow: &'static str) -> Reply {
     let mut r = error(405, format!("method not allowed here (allowed: {allow})"));
     r.headers.push(("allow", allow.to_string()));
@@ -56,7 +66,8 @@ fn not_allowed(allow: &'static str) -> Reply {
 pub async fn handle(admin: &Admin, req: &Request<'_>) -> Reply {
     let path = req.path.trim_end_matches('/');
     match (req.method, path) {
-        ("GET", "") => return asset("text/html; charset=utf-8", assets::DASHBOARD_HTML),
+        ("GET", "") => return dashboard(admin),
+        ("GET", "/favicon.svg") => return asset("image/svg+xml", assets::FAVICON),
         ("GET", "/dashboard.js") => return asset("text/javascript; charset=utf-8", assets::DASHBOARD_JS),
         ("GET", "/dashboard.css") => return asset("text/css; charset=utf-8", assets::DASHBOARD_CSS),
         ("GET", "/healthz") => return reply(200, &json!({"status": "ok"})),

@@ -8,6 +8,8 @@ pub const DASHBOARD_HTML: &str = include_str!("dashboard/index.html");
 pub const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
 /// The dashboard's style.
 pub const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
+/// The dashboard's icon.
+pub const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#1d232b\"/><path d=\"M4 3v10h8\" stroke=\"#fff\" stroke-width=\"2\" fill=\"none\"/></svg>";
 /// The OpenAPI 3 document of the admin API.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 

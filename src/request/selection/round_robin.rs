@@ -1,7 +1,10 @@
 //! Smooth weighted round robin: weights 2:1 give `a b a`, 1:2:3 give `c b a c b c`, so a heavy
 //! backend never receives its whole share in a burst. One cycle's order is computed when the pool
 //! is built (each backend's k-th turn is due at `(k + 1/2) / weight`, Webster's method, as nginx's
-//! smooth round robin spreads turns), so a pick is one atomic increment.
+//! smooth round robin spreads turns), so a pick is one atomic increment. When the backend whose
+//! turn it is cannot take the request (down, drained, full), its turn goes to the others in
+//! proportion to their weights, as nginx's skips do: each backend has its own counter walking the
+//! cycle without it, which is a smooth cycle of the others.
 
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::Backend;
@@ -16,6 +19,8 @@ pub struct SmoothRoundRobin {
     /// One cycle: each backend index appears `weight / gcd` times, spread out.
     cycle: Box<[u32]>,
     next: AtomicUsize,
+    /// Per backend: where the walk of the cycle without it stands, for its skipped turns.
+    skipped: Box<[AtomicUsize]>,
 }
 
 impl BackendSelection for SmoothRoundRobin {
@@ -27,6 +32,7 @@ impl BackendSelection for SmoothRoundRobin {
         let weights: Vec<u64> = backends.iter().map(|b| b.weight.max(1) as u64).collect();
         SmoothRoundRobin {
             cycle: smooth_cycle(&weights),
+            skipped: backends.iter().map(|_| AtomicUsize::new(0)).collect(),
             backends,
             next: AtomicUsize::new(0),
         }
@@ -41,8 +47,27 @@ impl BackendSelection for SmoothRoundRobin {
     }
 }
 
-/// Candidates for one pick: the cycle from the counter on (so a skipped backend's share spreads
-/// over the others by weight), then every backend once in address order (so each is reached).
+impl SmoothRoundRobin {
+    /// The position of the next turn of anyone but `skipped` in the cycle, taken from
+    /// `skipped`'s own walk.
+    fn instead_of(&self, skipped: usize) -> usize {
+        let len = self.cycle.len();
+        let Some(walk) = self.skipped.get(skipped) else {
+            return 0;
+        };
+        for _ in 0..len {
+            let at = walk.fetch_add(1, Ordering::Relaxed) % len;
+            if self.cycle[at] as usize != skipped {
+                return at;
+            }
+        }
+        0
+    }
+}
+
+/// Candidates for one pick: the backend whose turn it is; if refused, the next turn of the
+/// others (by the refused one's own walk, so its share is spread by weight); then the cycle on
+/// from there; then every backend once in address order (so each is reached).
 pub struct SmoothIter {
     rr: Arc<SmoothRoundRobin>,
     start: usize,
@@ -58,13 +83,16 @@ impl BackendIter for SmoothIter {
         let in_cycle = cycle.len().min(2 * n);
         let step = self.step;
         self.step += 1;
-        let index = if step < in_cycle {
-            cycle[(self.start + step) % cycle.len()] as usize
-        } else if step < in_cycle + n {
-            let first = cycle[self.start % cycle.len()] as usize;
-            (first + 1 + step - in_cycle) % n
-        } else {
-            return None;
+        let first = cycle[self.start % cycle.len()] as usize;
+        if step == 1 && n > 1 {
+            // The first was refused: continue along the cycle from the others' next turn.
+            self.start = self.rr.instead_of(first);
+        }
+        let index = match step {
+            0 => first,
+            s if s < in_cycle => cycle[(self.start + s - 1) % cycle.len()] as usize,
+            s if s < in_cycle + n => (first + 1 + s - in_cycle) % n,
+            _ => return None,
         };
         self.rr.backends.get(index)
     }
@@ -165,6 +193,34 @@ mod tests {
             seen.insert(b.addr.to_string());
         }
         assert_eq!(seen.len(), 4);
+    }
+
+    #[test]
+    fn a_refused_backends_turns_go_to_the_others_by_weight() {
+        // Weights 1:1:3 with the heavy one refused: a and b share its turns evenly.
+        let rr = Arc::new(SmoothRoundRobin::build(&backends(&[1, 1, 3])));
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..100 {
+            let mut iter = rr.iter(b"");
+            let mut pick = iter.next().unwrap().addr.to_string();
+            if pick == "127.0.0.3:80" {
+                pick = iter.next().unwrap().addr.to_string();
+            }
+            *seen.entry(pick).or_insert(0) += 1;
+        }
+        assert_eq!(seen.values().copied().collect::<Vec<_>>(), [50, 50], "{seen:?}");
+        // Weights 1:2:2 with the first refused: 2:2 between the others.
+        let rr = Arc::new(SmoothRoundRobin::build(&backends(&[1, 2, 2])));
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..50 {
+            let mut iter = rr.iter(b"");
+            let mut pick = iter.next().unwrap().addr.to_string();
+            if pick == "127.0.0.1:80" {
+                pick = iter.next().unwrap().addr.to_string();
+            }
+            *seen.entry(pick).or_insert(0) += 1;
+        }
+        assert_eq!(seen.values().copied().collect::<Vec<_>>(), [25, 25], "{seen:?}");
     }
 
     #[test]

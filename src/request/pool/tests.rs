@@ -1,0 +1,124 @@
+//! Picking, draining and membership changes of a pool, without sockets.
+use super::*;
+use crate::config::{BackendConf, Dur, SameSite};
+use crate::request::member::AdminState;
+
+fn conf(algorithm: Algorithm, n: u8) -> Upstream {
+    let backends = (1..=n)
+        .map(|i| BackendConf {
+            address: crate::config::Addr(format!("127.0.0.{i}:80").parse().unwrap()),
+            weight: 1,
+            max_connections: None,
+        })
+        .collect();
+    let mut conf = Upstream::new(backends);
+    conf.algorithm = algorithm;
+    conf
+}
+
+fn sticky_pool() -> Pool {
+    Pool::from_config("web", &conf(Algorithm::Sticky, 3)).unwrap()
+}
+
+fn request_with_cookie(cookie: Option<&str>) -> RequestHeader {
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    if let Some(c) = cookie {
+        req.append_header("cookie", format!("lb_sticky={c}")).unwrap();
+    }
+    req
+}
+
+fn pinned_value(picked: &Picked) -> String {
+    cookie_value(sticky_id("web", &picked.lease.state().addr))
+}
+
+#[test]
+fn drain_keeps_pinned_sticky_clients_and_maint_moves_them_once() {
+    let pool = sticky_pool();
+    let first = pool
+        .pick_now(pool.key(&request_with_cookie(None), None).as_bytes(), &[])
+        .unwrap();
+    let pinned = pinned_value(&first);
+    let state = Arc::clone(first.lease.state());
+    drop(first);
+    let req = request_with_cookie(Some(&pinned));
+    state.set_admin(AdminState::Drain);
+    for _ in 0..5 {
+        let again = pool.pick_now(pool.key(&req, None).as_bytes(), &[]).unwrap();
+        assert_eq!(
+            pinned_value(&again),
+            pinned,
+            "a drained backend keeps its pinned clients"
+        );
+        assert!(pool.sticky_cookie(&req, again.lease.state()).is_none());
+        let fresh = pool.key(&request_with_cookie(None), None).as_bytes().to_vec();
+        assert_ne!(
+            pinned_value(&pool.pick_now(&fresh, &[]).unwrap()),
+            pinned,
+            "but no new ones"
+        );
+    }
+    state.set_admin(AdminState::Maint);
+    let moved = pool.pick_now(pool.key(&req, None).as_bytes(), &[]).unwrap();
+    let new_value = pinned_value(&moved);
+    assert_ne!(new_value, pinned);
+    let set = pool
+        .sticky_cookie(&req, moved.lease.state())
+        .expect("the cookie is updated");
+    assert!(set.starts_with(&format!("lb_sticky={new_value};")), "{set}");
+}
+
+#[test]
+fn membership_changes_keep_the_live_state_of_backends_that_stay() {
+    let pool = Pool::from_config("web", &conf(Algorithm::RoundRobin, 2)).unwrap();
+    let held = pool.pick_now(b"", &[]).unwrap();
+    let addr = held.lease.state().addr;
+    let mut members = config_members(&conf(Algorithm::RoundRobin, 3));
+    members.retain(|m| m.addr != addr);
+    members.push(Member {
+        weight: 3,
+        ..Member::new(addr, 1)
+    });
+    pool.set_members(&members);
+    let state = pool.states().get(&addr).unwrap();
+    assert!(Arc::ptr_eq(&state, held.lease.state()), "same live state");
+    assert_eq!((state.inflight(), state.weight(), state.order()), (1, 3, 2));
+    assert_eq!(pool.states().len(), 3);
+    // Removed: in-flight requests keep their slot and finish; no new ones.
+    members.retain(|m| m.addr != addr);
+    pool.set_members(&members);
+    assert_eq!(held.lease.state().inflight(), 1);
+    for _ in 0..10 {
+        assert_ne!(pool.pick_now(b"", &[]).unwrap().lease.state().addr, addr);
+    }
+    drop(held);
+    assert_eq!(state.inflight(), 0);
+}
+
+#[test]
+fn no_usable_backend_is_none_ready() {
+    let pool = Pool::from_config("web", &conf(Algorithm::RoundRobin, 2)).unwrap();
+    for state in pool.states().all() {
+        state.set_admin(AdminState::Maint);
+    }
+    assert!(matches!(pool.try_pick(b"", &[]), Err(Shortage::NoneReady)));
+    pool.set_members(&[]);
+    assert!(matches!(pool.try_pick(b"", &[]), Err(Shortage::NoneReady)));
+}
+
+#[test]
+fn set_cookie_carries_the_configured_attributes() {
+    let mut sticky = StickyConf::default();
+    assert_eq!(
+        set_cookie(&sticky, "abc"),
+        "lb_sticky=abc; Path=/; SameSite=Lax; HttpOnly"
+    );
+    sticky.ttl = Some(Dur(Duration::from_secs(3600)));
+    sticky.secure = true;
+    sticky.http_only = false;
+    sticky.same_site = Some(SameSite::Strict);
+    assert_eq!(
+        set_cookie(&sticky, "abc"),
+        "lb_sticky=abc; Path=/; Max-Age=3600; SameSite=Strict; Secure"
+    );
+}
