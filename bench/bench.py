@@ -623,7 +623,7 @@ def markdown(rows, callgrind, args):
                 f"| {r['conns_per_req']:.3f} | {r['errors'] + r.get('lat_failed', 0):.0f} |")
     lines += extra_lines(rows)
     if callgrind:
-        labels = [l for l in ("lb", "lb+features", "nginx", "haproxy") if l in callgrind]
+        labels = [l for l in ("lb", "lb-base", "lb+features", "nginx", "haproxy") if l in callgrind]
         lines += ["", "| instructions per request (callgrind; 2500- minus 500-request run, ÷ 2000) | "
                   + " | ".join(labels) + " | lb vs nginx | lb+features vs nginx |",
                   "|---|" + "---:|" * (len(labels) + 2),
@@ -648,7 +648,7 @@ def extra_lines(rows):
         if new and old:
             out += ["", f"Against the baseline binary in the same run ({SCENARIOS[key]['title']}): "
                     f"{new['cpu_us_per_req']:.1f} µs/req against {old['cpu_us_per_req']:.1f} "
-                    f"({new['cpu_us_per_req'] / old['cpu_us_per_req'] - 1:+.1f}%), "
+                    f"({(new['cpu_us_per_req'] / old['cpu_us_per_req'] - 1) * 100:+.1f}%), "
                     f"{new['rps']:.0f} req/s against {old['rps']:.0f}."]
     t1, t2 = rows.get("scale_t1", {}).get("lb"), rows.get("scale_t2", {}).get("lb")
     if t1 and t2 and "open" in t1 and "open" in t2:
