@@ -2,7 +2,7 @@
 //! config-less quick start (`--listen` + `--backend`). Reading the file is `config`'s job.
 
 use crate::config::{Addr, Algorithm, BackendConf, Config, ConfigError, Dur, HashKey};
-use crate::config::{HealthCheckConf, Listener, ServerSettings, Upstream};
+use crate::config::{ClientConf, HealthCheckConf, Listener, ServerSettings, Upstream};
 use clap::{Parser, Subcommand};
 use pingora_core::server::configuration::Opt;
 use std::collections::BTreeMap;
@@ -166,12 +166,14 @@ impl Cli {
         let pool = Upstream::new(backends);
         Ok(Config {
             server: ServerSettings::default(),
-            listeners: listen.into_iter().map(|address| Listener { address }).collect(),
+            listeners: listen.into_iter().map(Listener::plain).collect(),
             upstreams: BTreeMap::from([("default".to_string(), pool)]),
             routes: Vec::new(),
             metrics: None,
             access_log: None,
             admin: None,
+            clients: ClientConf::default(),
+            trusted_proxies: Vec::new(),
         })
     }
 

@@ -8,6 +8,14 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A listener could not be set up.
+    #[error("listeners[{index}].{message}")]
+    Listener {
+        /// Its position in `listeners`.
+        index: usize,
+        /// What is wrong (starting with the field).
+        message: String,
+    },
     /// A pool could not be built.
     #[error("upstreams.{pool}: {message}")]
     Pool {

@@ -9,9 +9,10 @@ use bytes::Bytes;
 use common::client::{empty, full, request, streamed};
 use common::{get, Client, Demo, Lb};
 
+/// One pool of `demo`, without a body size limit (the 1 MiB default is tested elsewhere).
 fn one_pool(demo: &Demo) -> String {
     format!(
-        "listeners: [{{address: \"{{listen}}\"}}]\nupstreams:\n  web:\n    backends: [{}]\n",
+        "listeners: [{{address: \"{{listen}}\"}}]\nclients: {{max_body_size: 0}}\nupstreams:\n  web:\n    backends: [{}]\n",
         demo.yaml()
     )
 }

@@ -2,15 +2,22 @@
 //! name the file and the field path, and validation. Turning it into running pools is `server`'s job.
 
 mod admin;
+mod listener;
+mod route;
 mod server;
 mod types;
 mod upstream;
 mod validate;
 
 pub use admin::AdminConf;
+pub use listener::{CertPair, ClientConf, Listener, TlsConf};
+pub use route::{RateKey, RateLimitConf, Route};
 pub use server::ServerSettings;
-pub use types::{Addr, Dur, HashKey, StatusSet};
-pub use upstream::{BackendConf, HealthCheckConf, SameSite, StickyConf, Timeouts, Upstream};
+pub use types::{Addr, Cidr, Dur, HashKey, Size, StatusSet};
+pub use upstream::{
+    BackendConf, HealthCheckConf, OutlierConf, Protocol, RetryBudget, SameSite, StickyConf, Timeouts, Upstream,
+    UpstreamTls,
+};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -73,6 +80,14 @@ pub struct Config {
     /// Admin listener: API, dashboard, metrics. Default: off.
     #[serde(default)]
     pub admin: Option<AdminConf>,
+    /// Limits and timeouts of client connections.
+    #[serde(default)]
+    pub clients: ClientConf,
+    /// Peers whose `X-Forwarded-For` (or PROXY protocol header) names the client: the client is
+    /// the last address in the chain that is not one of these. Default: none (the client is the
+    /// TCP peer, or the PROXY header's source).
+    #[serde(default)]
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// Where the access log goes.
@@ -88,14 +103,6 @@ pub struct AccessLogConf {
 #[serde(deny_unknown_fields)]
 pub struct MetricsConf {
     /// `IP:port`, e.g. `127.0.0.1:9100` (keep it off the public interface).
-    pub address: Addr,
-}
-
-/// One listening address. (TLS settings will sit beside `address`.)
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Listener {
-    /// `IP:port` to accept plain HTTP/1.1 on, e.g. `0.0.0.0:8080`.
     pub address: Addr,
 }
 
@@ -174,20 +181,6 @@ impl fmt::Display for Algorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// Sends matching requests to an upstream. A route without `host` and `path_prefix` matches all.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Route {
-    /// `Host` to match, case-insensitive, port ignored; `*.example.com` matches subdomains.
-    #[serde(default)]
-    pub host: Option<String>,
-    /// Path prefix to match, e.g. `/api/` (plain string prefix, as nginx `location` and Envoy).
-    #[serde(default)]
-    pub path_prefix: Option<String>,
-    /// Name of the upstream that serves the match.
-    pub upstream: String,
 }
 
 /// A configuration that cannot be used: one line naming the file, the field and the problem.

@@ -75,6 +75,110 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A size in bytes, written as a number of bytes or with a unit: `512`, `8KiB`, `1MiB`, `2GiB`
+/// (also nginx's `8k`, `1m`, `1g`; all units are powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub u64);
+
+impl Size {
+    /// Parses `<number>[unit]`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a size (write e.g. 512, \"8KiB\", \"1MiB\")");
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let shift = match unit.trim() {
+            "" | "B" | "b" => 0,
+            "KiB" | "KB" | "K" | "k" => 10,
+            "MiB" | "MB" | "M" | "m" => 20,
+            "GiB" | "GB" | "G" | "g" => 30,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(1 << shift).map(Size).ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            n if n > 0 && n % (1 << 20) == 0 => write!(f, "{}MiB", n >> 20),
+            n if n > 0 && n % (1 << 10) == 0 => write!(f, "{}KiB", n >> 10),
+            n => write!(f, "{n}B"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(d)?;
+        let text = match value {
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::String(s) => s,
+            other => format!("{other:?}"),
+        };
+        Size::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`), or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network address.
+    pub ip: std::net::IpAddr,
+    /// The prefix length.
+    pub bits: u8,
+}
+
+impl Cidr {
+    /// Parses `IP/bits` or `IP`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not an IP network (write e.g. 10.0.0.0/8 or 192.0.2.7)");
+        let (ip, bits) = match text.trim().split_once('/') {
+            Some((ip, bits)) => (ip, Some(bits)),
+            None => (text.trim(), None),
+        };
+        let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr { ip, bits })
+    }
+
+    /// Whether `ip` is in the network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self.ip, ip.to_canonical()) {
+            (V4(net), V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.bits),
+            (V6(net), V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.bits),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let (full, rest) = ((bits / 8) as usize, bits % 8);
+    if a[..full] != b[..full] {
+        return false;
+    }
+    rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.ip, self.bits)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Cidr::parse(&text).map_err(de::Error::custom)
+    }
+}
+
 /// A set of accepted HTTP status codes, written as a list of codes (`200`), classes (`"2xx"`)
 /// and ranges (`"200-299"`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +371,37 @@ mod tests {
             "header:",
         ] {
             assert!(key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(Size::parse("512").unwrap().0, 512);
+        assert_eq!(Size::parse("8KiB").unwrap().0, 8192);
+        assert_eq!(Size::parse("8k").unwrap().0, 8192);
+        assert_eq!(Size::parse("1MiB").unwrap().0, 1 << 20);
+        assert_eq!(Size::parse("2g").unwrap().0, 2 << 30);
+        assert_eq!(serde_yaml::from_str::<Size>("4096").unwrap().0, 4096);
+        for bad in ["", "k", "1.5MiB", "-1", "1 TB", "99999999999999999999G"] {
+            assert!(Size::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Size(1 << 20).to_string(), "1MiB");
+    }
+
+    #[test]
+    fn networks_contain_their_addresses() {
+        let net = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let one = Cidr::parse("192.0.2.7").unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()) && !one.contains("192.0.2.8".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/33").unwrap();
+        assert!(v6.contains("2001:db8:7fff::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db8:8000::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "10.0.0/8", "::/129", "x"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -48,6 +48,102 @@ pub struct Upstream {
     /// `sticky`: the cookie that pins a client.
     #[serde(default)]
     pub sticky: StickyConf,
+    /// TLS to the backends. Default: plain TCP.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+    /// HTTP version spoken to the backends: `http1`, `http2` (over TLS by ALPN, over plain TCP
+    /// with prior knowledge, h2c: for gRPC) or `auto` (TLS: HTTP/2 if the backend offers it).
+    /// Default `http1`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Passive health: a backend failing this many requests in a row is ejected. Default: on,
+    /// with the defaults of [`OutlierConf`].
+    #[serde(default)]
+    pub outlier_detection: OutlierConf,
+    /// How many retries the pool allows, against its request rate, so retries cannot amplify an
+    /// overload.
+    #[serde(default)]
+    pub retry_budget: RetryBudget,
+}
+
+/// The HTTP version spoken to a pool's backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.1.
+    #[default]
+    Http1,
+    /// HTTP/2 only (h2 by ALPN over TLS, h2c with prior knowledge over plain TCP).
+    Http2,
+    /// Over TLS, HTTP/2 when the backend offers it by ALPN, else HTTP/1.1; plain TCP: HTTP/1.1.
+    Auto,
+}
+
+/// TLS to a pool's backends.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// Server name sent (SNI) and verified. Default: the backend's IP address (its certificate
+    /// must then name that IP).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Verify the backend's certificate (chain and name). Default `true`.
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// PEM file of the CAs to trust for these backends instead of the system's. Default: the
+    /// system store (or `server.ca_file`).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Passive health (outlier detection): consecutive failed attempts on a backend (a failed
+/// connect, a timeout, a broken response, a 500, 502, 503 or 504) eject it at once, even between
+/// active checks, unless that would leave the pool without a backend.
+/// With active checks it is marked unhealthy and returns when they pass (HAProxy's
+/// `on-error mark-down`); without them it is out for `ejection_time` (nginx's `fail_timeout`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierConf {
+    /// Failures in a row that eject a backend; `0` turns passive health off. Default 5.
+    pub consecutive_failures: u32,
+    /// How long an ejected backend stays out when the pool has no active checks. Default `30s`.
+    pub ejection_time: Dur,
+    /// Never eject more than this share of the pool, in percent (rounded down). Default 50.
+    pub max_ejected_percent: u32,
+}
+
+impl Default for OutlierConf {
+    fn default() -> Self {
+        OutlierConf {
+            consecutive_failures: 5,
+            ejection_time: Dur(std::time::Duration::from_secs(30)),
+            max_ejected_percent: 50,
+        }
+    }
+}
+
+/// The retry budget (as Linkerd's and Envoy's): retries may add at most `ratio` of the pool's
+/// recent requests, plus `min_per_second`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryBudget {
+    /// Retries allowed per request over the last 10 s. Default `0.2`.
+    pub ratio: f64,
+    /// Retries allowed per second whatever the traffic. Default 10.
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget {
+            ratio: 0.2,
+            min_per_second: 10,
+        }
+    }
 }
 
 impl Upstream {
@@ -65,6 +161,10 @@ impl Upstream {
             queue_timeout: default_queue_timeout(),
             ewma_decay: default_ewma_decay(),
             sticky: StickyConf::default(),
+            tls: None,
+            protocol: Protocol::default(),
+            outlier_detection: OutlierConf::default(),
+            retry_budget: RetryBudget::default(),
         }
     }
 
@@ -193,6 +293,12 @@ pub struct Timeouts {
     pub write: Dur,
     /// How long an unused pooled connection is kept. Default `60s`.
     pub idle: Dur,
+    /// Idle time allowed on an upgraded connection (WebSocket...) in either direction, instead
+    /// of `read`/`write` (HAProxy's `timeout tunnel`). Default `1h`.
+    pub tunnel: Dur,
+    /// Optional deadline for a whole attempt sequence, from the request's arrival: connect,
+    /// read and write timeouts are shortened to what is left of it (then 504). Default: none.
+    pub total: Option<Dur>,
 }
 
 impl Default for Timeouts {
@@ -202,6 +308,8 @@ impl Default for Timeouts {
             read: Dur(DEFAULT_READ_TIMEOUT),
             write: Dur(DEFAULT_WRITE_TIMEOUT),
             idle: Dur(DEFAULT_IDLE_TIMEOUT),
+            tunnel: Dur(std::time::Duration::from_secs(3600)),
+            total: None,
         }
     }
 }

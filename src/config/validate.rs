@@ -2,7 +2,8 @@
 //! range, pools are not empty, hash algorithms have a key. The first problem is reported.
 
 use super::{
-    Algorithm, Config, ConfigError, HealthCheckConf, Route, SameSite, StickyConf, Timeouts, Upstream, MAX_WEIGHT,
+    Algorithm, Config, ConfigError, HealthCheckConf, Listener, Route, SameSite, StickyConf, Timeouts, Upstream,
+    MAX_WEIGHT,
 };
 use std::collections::HashSet;
 
@@ -27,6 +28,9 @@ impl Config {
             .check()
             .or_else(|(field, msg)| problem(format!("server.{field}"), msg))?;
         self.check_listeners()?;
+        self.clients
+            .check()
+            .or_else(|(field, msg)| problem(format!("clients.{field}"), msg))?;
         if self.upstreams.is_empty() {
             return problem("upstreams", "define at least one upstream");
         }
@@ -46,6 +50,7 @@ impl Config {
                 let msg = format!("{} is listed twice", listener.address);
                 return problem(format!("listeners[{i}].address"), msg);
             }
+            check_listener(&format!("listeners[{i}]"), listener)?;
         }
         if let Some(metrics) = &self.metrics {
             if seen.contains(&metrics.address) {
@@ -92,8 +97,43 @@ impl Config {
         if let Some(host) = &route.host {
             check_host_pattern(host).or_else(|msg| problem(format!("{path}.host"), msg))?;
         }
+        if let Some(limit) = &route.rate_limit {
+            let rps = limit.requests_per_second;
+            if !(rps.is_finite() && rps > 0.0 && rps <= 1e9) {
+                return problem(format!("{path}.rate_limit.requests_per_second"), "must be above 0");
+            }
+            if limit.burst == Some(0) {
+                return problem(format!("{path}.rate_limit.burst"), "must be at least 1");
+            }
+        }
+        if route.https_redirect.is_some() && !self.listeners.iter().any(|l| l.tls.is_some()) {
+            let msg = "there is no TLS listener to redirect to";
+            return problem(format!("{path}.https_redirect"), msg);
+        }
         Ok(())
     }
+}
+
+fn check_listener(path: &str, listener: &Listener) -> Result<(), Problem> {
+    if listener.max_connections == 0 {
+        return problem(format!("{path}.max_connections"), "must be at least 1");
+    }
+    let Some(tls) = &listener.tls else { return Ok(()) };
+    if listener.h2c {
+        let msg = "h2c is HTTP/2 over plain TCP; a TLS listener offers HTTP/2 by ALPN (tls.http2)";
+        return problem(format!("{path}.h2c"), msg);
+    }
+    if tls.certificates.is_empty() {
+        return problem(format!("{path}.tls.certificates"), "give at least one {cert, key}");
+    }
+    for (i, pair) in tls.certificates.iter().enumerate() {
+        for (field, file) in [("cert", &pair.cert), ("key", &pair.key)] {
+            if file.trim().is_empty() {
+                return problem(format!("{path}.tls.certificates[{i}].{field}"), "must not be empty");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_host_pattern(host: &str) -> Result<(), String> {
@@ -139,6 +179,7 @@ fn check_upstream(name: &str, upstream: &Upstream, max_retries: usize) -> Result
     if let Some(hc) = &upstream.health_check {
         check_health(&format!("{path}.health_check"), hc)?;
     }
+    check_resilience(&path, upstream)?;
     check_timeouts(&format!("{path}.timeouts"), &upstream.timeouts)
 }
 
@@ -248,12 +289,45 @@ fn check_health(path: &str, hc: &HealthCheckConf) -> Result<(), Problem> {
     Ok(())
 }
 
+fn check_resilience(path: &str, upstream: &Upstream) -> Result<(), Problem> {
+    let o = &upstream.outlier_detection;
+    if o.consecutive_failures > 0 && o.ejection_time.0.is_zero() {
+        return problem(
+            format!("{path}.outlier_detection.ejection_time"),
+            "must be longer than 0",
+        );
+    }
+    if o.max_ejected_percent > 100 {
+        return problem(
+            format!("{path}.outlier_detection.max_ejected_percent"),
+            "must be at most 100",
+        );
+    }
+    let r = &upstream.retry_budget;
+    if !(r.ratio.is_finite() && r.ratio >= 0.0) {
+        return problem(format!("{path}.retry_budget.ratio"), "must be 0 or more");
+    }
+    if let Some(tls) = &upstream.tls {
+        if tls
+            .sni
+            .as_deref()
+            .is_some_and(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            return problem(format!("{path}.tls.sni"), "must be a host name");
+        }
+    }
+    Ok(())
+}
+
 fn check_timeouts(path: &str, t: &Timeouts) -> Result<(), Problem> {
+    let total = t.total.unwrap_or(super::Dur(std::time::Duration::from_secs(1)));
     for (field, value) in [
         ("connect", t.connect),
         ("read", t.read),
         ("write", t.write),
         ("idle", t.idle),
+        ("tunnel", t.tunnel),
+        ("total", total),
     ] {
         if value.0.is_zero() {
             return problem(format!("{path}.{field}"), "must be longer than 0");

@@ -4,6 +4,7 @@
 //! backends that come and go appear and disappear with them). Served at `/metrics` on the admin
 //! listener and on the optional `metrics:` listener.
 
+use crate::request::front::FrontStats;
 use crate::request::member::AdminState;
 use crate::request::pool::Pool;
 use crate::request::route::Routing;
@@ -84,7 +85,7 @@ const FAMILIES: &[(&str, MetricType, &str, &[&str])] = &[
     (
         "lb_backend_failures_total",
         MetricType::COUNTER,
-        "Attempts that failed to connect or to get a response.",
+        "Attempts that failed: no connection, no or a broken response, or a 5xx.",
         &["pool", "backend"],
     ),
     (
@@ -117,6 +118,24 @@ const FAMILIES: &[(&str, MetricType, &str, &[&str])] = &[
         "Active health checks, by result (pass, fail).",
         &["pool", "backend", "result"],
     ),
+    (
+        "lb_upgrades_total",
+        MetricType::COUNTER,
+        "Connections upgraded (101: WebSocket...), by pool.",
+        &["pool"],
+    ),
+    (
+        "lb_requests_refused_total",
+        MetricType::COUNTER,
+        "Requests and connections the front answered itself before routing (malformed, too large, too slow, listener full), by status.",
+        &["code"],
+    ),
+    (
+        "lb_backend_ejected",
+        MetricType::GAUGE,
+        "1 while passive health holds the backend out, else 0.",
+        &["pool", "backend"],
+    ),
 ];
 
 /// The metrics of the pools in `routing` and of the process.
@@ -125,8 +144,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry over `routing` and `traffic`, with the process collector.
-    pub fn new(routing: Arc<Routing>, traffic: Arc<Traffic>) -> Arc<Self> {
+    /// A registry over `routing`, `traffic` and the front's refusals, with the process collector.
+    pub fn new(routing: Arc<Routing>, traffic: Arc<Traffic>, front: Arc<FrontStats>) -> Arc<Self> {
         let registry = Registry::new();
         let descs = FAMILIES
             .iter()
@@ -138,6 +157,7 @@ impl Metrics {
         let own = LbCollector {
             routing,
             traffic,
+            front,
             descs,
         };
         for collector in [
@@ -164,6 +184,7 @@ impl Metrics {
 struct LbCollector {
     routing: Arc<Routing>,
     traffic: Arc<Traffic>,
+    front: Arc<FrontStats>,
     descs: Vec<Desc>,
 }
 
@@ -176,6 +197,9 @@ impl Collector for LbCollector {
         let table = self.routing.load();
         let mut metrics: Vec<Vec<Metric>> = FAMILIES.iter().map(|_| Vec::new()).collect();
         metrics[3].push(gauge(&[], self.traffic.inflight() as f64));
+        for (code, n) in self.front.counts() {
+            metrics[16].push(counter(&[("code", &code.to_string())], n as f64));
+        }
         for pool in table.pools.values() {
             pool_metrics(pool, &mut metrics);
             for state in pool.states().all() {
@@ -211,6 +235,7 @@ fn pool_metrics(pool: &Pool, out: &mut [Vec<Metric>]) {
     for (reason, n) in stats.refusals() {
         out[6].push(counter(&[("pool", name), ("reason", reason)], n as f64));
     }
+    out[15].push(counter(&[("pool", name)], stats.upgrades() as f64));
 }
 
 fn backend_metrics(pool: &str, s: &BackendState, out: &mut [Vec<Metric>]) {
@@ -226,6 +251,7 @@ fn backend_metrics(pool: &str, s: &BackendState, out: &mut [Vec<Metric>]) {
     }
     out[12].push(gauge(&labels, s.weight() as f64));
     out[13].push(gauge(&labels, s.latency.get() / 1e9));
+    out[17].push(gauge(&labels, f64::from(u8::from(s.ejected()))));
     for (result, n) in [("pass", &s.checks[0]), ("fail", &s.checks[1])] {
         out[14].push(counter(
             &[labels[0], labels[1], ("result", result)],
@@ -323,7 +349,7 @@ mod tests {
             .observe(std::time::Duration::from_millis(3));
         let mut table = Table::default();
         table.pools.insert("web".into(), pool);
-        let metrics = Metrics::new(Arc::new(Routing::from_pointee(table)), Traffic::new());
+        let metrics = Metrics::new(Arc::new(Routing::from_pointee(table)), Traffic::new(), Arc::default());
         let text = metrics.render();
         for line in [
             "# TYPE lb_requests_total counter",

@@ -11,7 +11,8 @@ use crate::control::view::{self, BackendView, PoolView};
 use crate::error::StartError;
 use crate::request::health;
 use crate::request::pool::{Pool, PoolLive};
-use crate::request::route::{Router, Routing, Table};
+use crate::request::rate_limit::RateLimiter;
+use crate::request::route::{Limit, Router, Routing, Table, Target};
 use log::{error, info, warn};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -85,15 +86,33 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
     let mut router = Router::new();
     for route in &config.routes {
         if let Some(pool) = pools.get(&route.upstream) {
-            router.push(route.host.as_deref(), route.path_prefix.as_deref(), Arc::clone(pool));
+            let target = Target {
+                rate_limit: route.rate_limit.as_ref().map(|r| Limit {
+                    limiter: RateLimiter::new(r.requests_per_second, r.burst()),
+                    key: r.key.clone(),
+                }),
+                https_redirect: route.https_redirect,
+                redirect: route.redirect,
+                ..Target::to(Arc::clone(pool))
+            };
+            router.push(route.host.as_deref(), route.path_prefix.as_deref(), Arc::new(target));
         }
     }
     if config.routes.is_empty() {
         if let Some(pool) = pools.values().next() {
-            router.push(None, None, Arc::clone(pool));
+            router.push(None, None, Arc::new(Target::to(Arc::clone(pool))));
         }
     }
-    Ok(Table { router, pools })
+    let https_port = config
+        .listeners
+        .iter()
+        .find(|l| l.tls.is_some())
+        .map(|l| l.address.0.port());
+    Ok(Table {
+        router,
+        pools,
+        https_port,
+    })
 }
 
 /// Sets every pool of `table` to its members under `config` and `changes`.

@@ -1,7 +1,8 @@
 //! The control plane's background service: at start it restores the state file into the pools
 //! (after an upgrade's hand-over, so no change acknowledged by the old process is missed), runs
 //! a first strict round of health checks and only then reports ready, so the listeners open on
-//! a known view of the pools; afterwards it runs the health checks and expires TTLs.
+//! a known view of the pools; afterwards it runs the health checks, expires TTLs and forgets
+//! idle rate-limit state.
 
 use crate::control::runtime::Runtime;
 use crate::request::health;
@@ -28,9 +29,13 @@ impl BackgroundService for PoolsService {
         ready.notify_ready();
         let checks = health::run(Arc::clone(runtime.routing()));
         let ttls = async {
-            loop {
+            for tick in 0u64.. {
                 tokio::time::sleep(EXPIRE_EVERY).await;
                 runtime.expire().await;
+                if tick % 100 == 0 {
+                    let now = crate::request::selection::load::now_ms() * 1_000_000;
+                    runtime.routing().load().sweep_limits(now);
+                }
             }
         };
         tokio::select! {

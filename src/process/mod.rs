@@ -2,6 +2,7 @@
 //!
 //! - [`server`]: wiring: the Pingora server, listeners, background services.
 //! - [`lifecycle`]: in-flight requests, draining, readiness, early exit, pid file.
+//! - [`listeners`]: the proxy service: the front, TLS listeners, PROXY protocol before TLS.
 //! - [`signals`]: SIGHUP, an in-place reload.
 //! - [`preflight`]: checks of the machine before start-up (ports, user, paths).
 //! - [`upgrade`]: `lb upgrade`, the graceful replacement of a running daemon.
@@ -10,6 +11,7 @@
 //! - [`supervisor`]: PID 1 mode: runs lb as a child, reloads or upgrades it on signals.
 
 pub mod lifecycle;
+pub mod listeners;
 pub mod preflight;
 pub mod probe;
 pub mod reload;

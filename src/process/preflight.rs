@@ -44,6 +44,7 @@ pub fn check(config: &Config, file: &str, bind: bool) -> Result<(), ConfigError>
             return Err(invalid(file, "admin.state_file", msg));
         }
     }
+    check_tls_files(config, file)?;
     let server = &config.server;
     if let Some(user) = &server.user {
         if !matches!(nix::unistd::User::from_name(user), Ok(Some(_))) {
@@ -63,6 +64,29 @@ pub fn check(config: &Config, file: &str, bind: bool) -> Result<(), ConfigError>
     if let Some(log) = &config.access_log {
         crate::request::access_log::open(Path::new(&log.path))
             .map_err(|e| invalid(file, "access_log.path", format!("cannot open {}: {e}", log.path)))?;
+    }
+    Ok(())
+}
+
+/// Certificates and keys of TLS listeners, and CA bundles of TLS pools: readable, parsable,
+/// matching.
+fn check_tls_files(config: &Config, file: &str) -> Result<(), ConfigError> {
+    for (i, listener) in config.listeners.iter().enumerate() {
+        if let Some(tls) = &listener.tls {
+            crate::request::tls::check(&tls.certificates).map_err(|(j, e)| {
+                invalid(
+                    file,
+                    &format!("listeners[{i}].tls.certificates[{j}].{}", e.field),
+                    e.message,
+                )
+            })?;
+        }
+    }
+    for (name, upstream) in &config.upstreams {
+        if let Some(ca) = upstream.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+            crate::request::pool::load_ca(ca)
+                .map_err(|e| invalid(file, &format!("upstreams.{name}.tls.ca_file"), e))?;
+        }
     }
     Ok(())
 }

@@ -8,12 +8,18 @@ use crate::control::metrics::{Metrics, MetricsApp};
 use crate::control::runtime::{Loader, Runtime};
 use crate::control::service::PoolsService;
 use crate::error::StartError;
-use crate::process::lifecycle::{remove_pid_file, survive_early_ready_signal, Draining, Lifecycle, LifecycleService};
+use crate::process::lifecycle::{remove_pid_file, survive_early_ready_signal, Lifecycle, LifecycleService};
+use crate::process::listeners;
 use crate::process::signals::ReloadOnHangup;
 use crate::request::access_log::{AccessLog, AccessLogService};
+use crate::request::front::FrontStats;
 use crate::request::proxy::Lb;
+use crate::request::tls::{self, CertStore};
+use async_trait::async_trait;
 use pingora_core::server::configuration::Opt;
+use pingora_core::server::ShutdownWatch;
 use pingora_core::server::{RunArgs, Server};
+use pingora_core::services::background::BackgroundService;
 use pingora_core::services::background::GenBackgroundService;
 use pingora_core::services::listening::Service;
 use std::path::Path;
@@ -49,17 +55,28 @@ pub fn run(config: Config, loader: Loader, opt: Opt) -> Result<(), StartError> {
     if let Some(log) = &access_log {
         server.add_service(one_thread("lb access log", AccessLogService(Arc::clone(log))));
     }
-    let lb = Lb::new(Arc::clone(runtime.routing()), Arc::clone(&traffic), access_log);
-    let app = Draining::new(pingora_proxy::http_proxy(&server.configuration, lb), Arc::clone(&life));
-    let mut proxy = Service::new("lb proxy".to_string(), app);
-    for listener in &config.listeners {
-        proxy.add_tcp(&listener.address.to_string());
-    }
+    let lb = Lb::new(
+        Arc::clone(runtime.routing()),
+        Arc::clone(&traffic),
+        access_log.clone(),
+        listeners::edge(&config),
+    );
+    let front_stats = Arc::new(FrontStats::default());
+    let parts = listeners::Parts {
+        lb,
+        life: Arc::clone(&life),
+        access_log,
+        front_stats: Arc::clone(&front_stats),
+    };
+    let (proxy, cert_stores) = listeners::proxy_service(&config, &server.configuration, parts)?;
     let proxy = server.add_service(proxy);
+    if !cert_stores.is_empty() {
+        server.add_service(one_thread("lb certificates", WatchCertificates(cert_stores)));
+    }
     // The listeners open only once every pool has loaded and run a first round of checks.
     proxy.add_dependency(&pools_ready);
 
-    let metrics = Metrics::new(Arc::clone(runtime.routing()), Arc::clone(&traffic));
+    let metrics = Metrics::new(Arc::clone(runtime.routing()), Arc::clone(&traffic), front_stats);
     if let Some(conf) = &config.metrics {
         let mut service = Service::new("lb metrics".to_string(), MetricsApp(Arc::clone(&metrics)));
         service.threads = Some(1);
@@ -92,6 +109,19 @@ pub fn run(config: Config, loader: Loader, opt: Opt) -> Result<(), StartError> {
     crate::request::access_log::flush_all();
     remove_pid_file(&config.server.pid_file);
     Ok(())
+}
+
+/// Reloads TLS certificates that changed on disk.
+struct WatchCertificates(Vec<Arc<CertStore>>);
+
+#[async_trait]
+impl BackgroundService for WatchCertificates {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            _ = tls::watch(self.0.clone()) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
 }
 
 fn one_thread<S>(name: &str, service: S) -> GenBackgroundService<S> {

@@ -1,5 +1,8 @@
 //! The request path: everything a proxied request touches, and nothing that manages it.
 //!
+//! - [`front`]: client connections around the proxy: admission, PROXY protocol, h2c, the
+//!   HTTP/1 keep-alive loop with strict request heads, limits and timeouts.
+//! - [`rate_limit`]: per-key token buckets (GCRA) for routes' rate limits.
 //! - [`proxy`]: the `ProxyHttp` implementation (routing, peer choice, retries, headers, errors).
 //! - [`route`]: host / path-prefix routing table, and the live table of pools the proxy reads.
 //! - [`pool`]: a running pool: membership, balancer, key source, slots and wait queue, peers.
@@ -8,16 +11,20 @@
 //! - [`key`]: extraction of hash keys (URI, path, source IP, header, cookie) from a request.
 //! - [`health`]: active HTTP health checks of a pool's current members.
 //! - [`stats`]: per-pool counters and histograms, counted with a few atomics.
+//! - [`tls`]: certificates of TLS listeners, chosen by SNI, reloaded when their files change.
 //! - [`access_log`]: one line per request, written off the request path.
 //! - [`traffic`]: requests in flight and whether client connections are being drained.
 
 pub mod access_log;
+pub mod front;
 pub mod health;
 pub mod key;
 pub mod member;
 pub mod pool;
 pub mod proxy;
+pub mod rate_limit;
 pub mod route;
 pub mod selection;
 pub mod stats;
+pub mod tls;
 pub mod traffic;

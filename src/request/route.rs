@@ -2,17 +2,64 @@
 //! what happens on no match (404) is the proxy's business. [`Routing`] holds the live table of
 //! pools and rules the proxy reads on every request and a reload replaces at once.
 
+use crate::config::RateKey;
 use crate::request::pool::Pool;
+use crate::request::rate_limit::RateLimiter;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Where a route leads, and what happens on the way.
+pub struct Target {
+    /// The pool that serves it.
+    pub pool: Arc<Pool>,
+    /// The route's rate limit.
+    pub rate_limit: Option<Limit>,
+    /// Plain-HTTP requests are redirected to HTTPS with this status.
+    pub https_redirect: Option<u16>,
+    /// Redirect mode: answer with this status and the picked backend in `Location`.
+    pub redirect: Option<u16>,
+}
+
+impl Target {
+    /// A plain route to `pool`.
+    pub fn to(pool: Arc<Pool>) -> Self {
+        Target {
+            pool,
+            rate_limit: None,
+            https_redirect: None,
+            redirect: None,
+        }
+    }
+}
+
+/// A route's rate limit: the limiter and what it counts by.
+pub struct Limit {
+    /// Token buckets by key.
+    pub limiter: RateLimiter,
+    /// What a key is.
+    pub key: RateKey,
+}
 
 /// The pools and the rules that lead to them, as one consistent generation.
 #[derive(Default)]
 pub struct Table {
     /// Rules, in order.
-    pub router: Router<Arc<Pool>>,
+    pub router: Router<Arc<Target>>,
     /// Every pool by name (routed to or not).
     pub pools: BTreeMap<String, Arc<Pool>>,
+    /// The port HTTPS redirects point to (the first TLS listener's), when there is one.
+    pub https_port: Option<u16>,
+}
+
+impl Table {
+    /// Forgets rate-limit state that is back to a full burst (called every few seconds).
+    pub fn sweep_limits(&self, now_ns: u64) {
+        for target in self.router.targets() {
+            if let Some(limit) = &target.rate_limit {
+                limit.limiter.sweep(now_ns);
+            }
+        }
+    }
 }
 
 /// The live table: read per request, swapped whole by a reload.
@@ -77,6 +124,11 @@ impl<T> Router<T> {
             prefix: prefix.map(str::to_string),
             target,
         });
+    }
+
+    /// Every rule's target, in order.
+    pub fn targets(&self) -> impl Iterator<Item = &T> {
+        self.rules.iter().map(|r| &r.target)
     }
 
     /// The target of the first rule matching `host` (a `Host` header, port allowed) and `path`.

@@ -76,6 +76,7 @@ pub struct PoolStats {
     pub upstream_response: Histogram,
     retries: AtomicU64,
     refused: [AtomicU64; 3],
+    upgrades: AtomicU64,
 }
 
 impl PoolStats {
@@ -102,6 +103,16 @@ impl PoolStats {
     /// Attempts after the first, so far.
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection upgraded (101: WebSocket...).
+    pub fn upgraded(&self) {
+        self.upgrades.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Upgraded connections so far.
+    pub fn upgrades(&self) -> u64 {
+        self.upgrades.load(Ordering::Relaxed)
     }
 
     /// Counts a 503 without a backend, `reason` indexing [`REFUSALS`].

@@ -42,10 +42,13 @@ impl Resp {
     }
 }
 
-/// One keep-alive connection.
+/// One keep-alive connection at a time: when the server closes it (`Connection: close`, as lb
+/// does after `clients.keepalive_requests`), the next request opens a new one, as browsers do.
 pub struct Client {
     sender: SendRequest<ReqBody>,
     host: String,
+    local: Option<IpAddr>,
+    addr: SocketAddr,
 }
 
 impl Client {
@@ -55,18 +58,11 @@ impl Client {
 
     /// Connects from `local` (e.g. 127.0.0.7) when given.
     pub async fn connect_from(local: Option<IpAddr>, addr: SocketAddr) -> Result<Client, Error> {
-        let socket = TcpSocket::new_v4()?;
-        if let Some(ip) = local {
-            socket.bind(SocketAddr::new(ip, 0))?;
-        }
-        let stream = socket.connect(addr).await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         Ok(Client {
-            sender,
+            sender: open(local, addr).await?,
             host: addr.to_string(),
+            local,
+            addr,
         })
     }
 
@@ -75,7 +71,10 @@ impl Client {
         if !req.headers().contains_key("host") {
             req.headers_mut().insert("host", self.host.parse()?);
         }
-        self.sender.ready().await?;
+        if self.sender.ready().await.is_err() {
+            self.sender = open(self.local, self.addr).await?;
+            self.sender.ready().await?;
+        }
         let resp = self.sender.send_request(req).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -87,6 +86,19 @@ impl Client {
     pub async fn get(&mut self, path: &str) -> Result<Resp, Error> {
         self.send(request("GET", path, empty())).await
     }
+}
+
+async fn open(local: Option<IpAddr>, addr: SocketAddr) -> Result<SendRequest<ReqBody>, Error> {
+    let socket = TcpSocket::new_v4()?;
+    if let Some(ip) = local {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// GET `path` on a new connection.

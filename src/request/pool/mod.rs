@@ -14,7 +14,7 @@ use crate::request::stats::PoolStats;
 use futures::FutureExt;
 use log::error;
 use pingora_core::protocols::l4::socket::SocketAddr;
-use pingora_core::upstreams::peer::{HttpPeer, PeerOptions};
+use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use pingora_load_balancing::{Backend, Backends, Extensions};
 use std::cell::RefCell;
@@ -24,9 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod live;
+mod peer;
+mod resilience;
 
 pub use live::PoolLive;
 use live::{epoch_ms, Discovery};
+pub use peer::load_ca;
+use peer::PeerTemplate;
+use resilience::{Outliers, RetryWindow};
 
 /// Where a pool's selection key comes from.
 enum KeySource {
@@ -77,7 +82,9 @@ pub struct Pool {
     key: KeySource,
     /// Further attempts after a failed connect.
     pub retries: usize,
-    options: PeerOptions,
+    peers: PeerTemplate,
+    outliers: Outliers,
+    retry_window: RetryWindow,
     spread: AtomicU64,
     health: Option<Check>,
     queue_size: usize,
@@ -98,6 +105,10 @@ impl Pool {
             .as_ref()
             .map(|hc| Check::build(name, hc))
             .transpose()?;
+        let peers = PeerTemplate::new(name, conf).map_err(|message| StartError::Pool {
+            pool: name.to_string(),
+            message: format!("tls.ca_file: {message}"),
+        })?;
         Ok(Pool {
             name: name.to_string(),
             algorithm: conf.algorithm,
@@ -105,7 +116,9 @@ impl Pool {
             live,
             key: key_source(conf),
             retries: conf.retries,
-            options: peer_options(conf),
+            peers,
+            outliers: Outliers::new(&conf.outlier_detection),
+            retry_window: RetryWindow::new(&conf.retry_budget),
             spread: AtomicU64::new(0),
             health,
             queue_size: conf.queue_size,
@@ -304,12 +317,46 @@ impl Pool {
         self.live.states.with(backend.addr.as_inet()?, |s| s.try_acquire())?
     }
 
-    /// The peer to connect to for `backend`, with this pool's timeouts.
-    pub fn peer(&self, backend: &Backend) -> Option<Box<HttpPeer>> {
-        let addr = *backend.addr.as_inet()?;
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options = self.options.clone();
-        Some(Box::new(peer))
+    /// The peer to connect to for `backend`, with this pool's timeouts and TLS; `upgrade`: the
+    /// request asks for a protocol upgrade; `left`: what remains of the total deadline.
+    pub fn peer(&self, backend: &Backend, upgrade: bool, left: Option<Duration>) -> Option<Box<HttpPeer>> {
+        Some(self.peers.peer(*backend.addr.as_inet()?, upgrade, left))
+    }
+
+    /// The total deadline of a request's attempts, when the pool has one.
+    pub fn total_timeout(&self) -> Option<Duration> {
+        self.peers.total
+    }
+
+    /// The idle timeout of upgraded connections (WebSockets...).
+    pub fn tunnel_timeout(&self) -> Duration {
+        self.peers.tunnel()
+    }
+
+    /// Whether the backends are reached over TLS.
+    pub fn backend_tls(&self) -> bool {
+        self.peers.tls()
+    }
+
+    /// Counts a failed attempt on `state` (passive health may eject it).
+    pub fn attempt_failed(&self, state: &BackendState) {
+        self.outliers
+            .failed(&self.name, &self.live.states, state, self.health.is_some());
+    }
+
+    /// Counts a successful attempt on `state`.
+    pub fn attempt_succeeded(&self, state: &BackendState) {
+        state.attempt_succeeded();
+    }
+
+    /// Counts a new request for the retry budget.
+    pub fn count_request(&self) {
+        self.retry_window.request();
+    }
+
+    /// Whether the retry budget allows one more retry (counted if so).
+    pub fn try_retry(&self) -> bool {
+        self.retry_window.try_retry()
     }
 
     /// For `sticky`: the `Set-Cookie` value pinning the client to `state`'s backend, unless
@@ -384,16 +431,6 @@ fn key_source(conf: &Upstream) -> KeySource {
         (a, Some(key)) if a.needs_key() => KeySource::Hash(key.clone()),
         _ => KeySource::None,
     }
-}
-
-fn peer_options(conf: &Upstream) -> PeerOptions {
-    let t = &conf.timeouts;
-    let mut options = PeerOptions::new();
-    options.connection_timeout = Some(t.connect.0);
-    options.read_timeout = Some(t.read.0);
-    options.write_timeout = Some(t.write.0);
-    options.idle_timeout = Some(t.idle.0);
-    options
 }
 
 #[cfg(test)]

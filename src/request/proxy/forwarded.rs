@@ -1,7 +1,11 @@
-//! `X-Forwarded-For` / `-Proto` / `-Host` on the request to the backend, as nginx's usual
-//! `proxy_set_header` lines set them. The client's `Host` header itself is passed unchanged.
+//! What the backend is told about the request's way through: `X-Forwarded-For` / `-Proto` /
+//! `-Host` as nginx's usual `proxy_set_header` lines set them, `Via` (RFC 9110 §7.6.3),
+//! `Max-Forwards` decremented (§7.6.2); and who the client is when trusted proxies stand in
+//! front (`X-Forwarded-For` read from the right, as nginx's `real_ip_recursive`). The client's
+//! `Host` header itself is passed unchanged.
 
-use http::header::HOST;
+use crate::config::Cidr;
+use http::header::{HOST, MAX_FORWARDS, VIA};
 use http::HeaderValue;
 use pingora_error::Result;
 use pingora_http::RequestHeader;
@@ -24,6 +28,65 @@ pub fn set_headers(req: &mut RequestHeader, client: Option<IpAddr>, scheme: &'st
         req.insert_header(XFH, host)?;
     }
     Ok(())
+}
+
+/// `Via: 1.1 lb` appended to earlier hops (a gateway MUST add it to forwarded requests).
+pub fn add_via(req: &mut RequestHeader) -> Result<()> {
+    let earlier: Vec<&[u8]> = req.headers.get_all(VIA).iter().map(|v| v.as_bytes()).collect();
+    let value = if earlier.is_empty() {
+        HeaderValue::from_static("1.1 lb")
+    } else {
+        let mut joined = earlier.join(&b", "[..]);
+        joined.extend_from_slice(b", 1.1 lb");
+        HeaderValue::from_bytes(&joined).unwrap_or(HeaderValue::from_static("1.1 lb"))
+    };
+    req.insert_header(VIA, value)
+}
+
+/// `Max-Forwards` of an OPTIONS or TRACE request: `Some(n)` when present and valid.
+pub fn max_forwards(req: &RequestHeader) -> Option<u64> {
+    let method = &req.method;
+    if method != http::Method::OPTIONS && method != http::Method::TRACE {
+        return None;
+    }
+    req.headers.get(MAX_FORWARDS)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Decrements `Max-Forwards` (RFC 9110 §7.6.2: every intermediary MUST).
+pub fn decrement_max_forwards(req: &mut RequestHeader) -> Result<()> {
+    if let Some(n) = max_forwards(req).filter(|n| *n > 0) {
+        req.insert_header(MAX_FORWARDS, n - 1)?;
+    }
+    Ok(())
+}
+
+/// The client of a request from `peer`: `peer` itself, unless it is a trusted proxy; then the
+/// right-most address of `X-Forwarded-For` that is not a trusted proxy (or the left-most, when
+/// all are).
+pub fn real_client(req: &RequestHeader, peer: Option<IpAddr>, trusted: &[Cidr]) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer?;
+    if trusted.is_empty() || !is_trusted(peer) {
+        return Some(peer);
+    }
+    let mut chain: Vec<IpAddr> = Vec::new();
+    for value in req.headers.get_all(XFF) {
+        let Ok(text) = value.to_str() else { return Some(peer) };
+        for part in text.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => chain.push(ip),
+                Err(_) => return Some(peer),
+            }
+        }
+    }
+    let mut client = peer;
+    for ip in chain.into_iter().rev() {
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Some(client.to_canonical())
 }
 
 /// The new `X-Forwarded-For`: earlier values, then `ip`. Without earlier values (the common
@@ -74,6 +137,38 @@ mod tests {
         assert_eq!(r.headers.get(XFP).unwrap(), "http");
         assert_eq!(r.headers.get(XFH).unwrap(), "a.com");
         assert_eq!(r.headers.get(HOST).unwrap(), "a.com");
+    }
+
+    #[test]
+    fn trusted_proxies_let_forwarded_for_name_the_client() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let r = req(&[(XFF, "203.0.113.9, 10.1.1.1"), (XFF, "10.2.2.2")]);
+        let peer = Some("10.9.9.9".parse().unwrap());
+        assert_eq!(real_client(&r, peer, &trusted), Some("203.0.113.9".parse().unwrap()));
+        // An untrusted peer is the client whatever it claims.
+        let outsider = Some("198.51.100.7".parse().unwrap());
+        assert_eq!(real_client(&r, outsider, &trusted), outsider);
+        assert_eq!(real_client(&r, peer, &[]), peer);
+        // A malformed chain is not believed.
+        let bad = req(&[(XFF, "203.0.113.9, junk")]);
+        assert_eq!(real_client(&bad, peer, &trusted), peer);
+    }
+
+    #[test]
+    fn via_and_max_forwards() {
+        let mut r = req(&[("via", "1.0 fred")]);
+        add_via(&mut r).unwrap();
+        assert_eq!(r.headers.get(VIA).unwrap(), "1.0 fred, 1.1 lb");
+        let mut o = RequestHeader::build("OPTIONS", b"*", None).unwrap();
+        o.append_header("max-forwards", "3").unwrap();
+        assert_eq!(max_forwards(&o), Some(3));
+        decrement_max_forwards(&mut o).unwrap();
+        assert_eq!(o.headers.get(MAX_FORWARDS).unwrap(), "2");
+        assert_eq!(
+            max_forwards(&req(&[("max-forwards", "0")])),
+            None,
+            "only OPTIONS and TRACE"
+        );
     }
 
     #[test]

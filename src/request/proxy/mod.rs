@@ -1,17 +1,21 @@
 //! The `ProxyHttp` implementation: each hook is a few lines that hand off to routing, the pool,
-//! the forwarding headers or the error responses. Pools and algorithms live elsewhere.
+//! the edge policies, the forwarding headers or the error responses. Pools and algorithms live
+//! elsewhere; so does the client connection itself (`front`).
 
 mod forwarded;
+mod log;
+mod policy;
 mod respond;
 
-use crate::config::Algorithm;
-use crate::request::access_log::{AccessLog, Entry};
+use crate::config::{Algorithm, Cidr};
+use crate::request::access_log::AccessLog;
+use crate::request::front::conn;
 use crate::request::pool::Pool;
-use crate::request::route::Routing;
+use crate::request::route::{Routing, Target};
 use crate::request::selection::load::Lease;
 use crate::request::traffic::{InflightGuard, Traffic};
 use async_trait::async_trait;
-use log::info;
+use bytes::Bytes;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -30,21 +34,33 @@ const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 /// be kept (nginx's `lingering_timeout`); after that the connection is closed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Settings of the proxy that come from outside the pools.
+#[derive(Debug, Clone, Default)]
+pub struct Edge {
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Largest request body; `None` for no limit.
+    pub max_body: Option<u64>,
+}
+
 /// The load balancer: a live routing table over pools.
+#[derive(Clone)]
 pub struct Lb {
     routing: Arc<Routing>,
     traffic: Arc<Traffic>,
     access_log: Option<Arc<AccessLog>>,
+    edge: Arc<Edge>,
 }
 
 impl Lb {
     /// A proxy routing with `routing`, counting its requests in `traffic`, logging to
-    /// `access_log`.
-    pub fn new(routing: Arc<Routing>, traffic: Arc<Traffic>, access_log: Option<Arc<AccessLog>>) -> Self {
+    /// `access_log`, with the `edge` settings.
+    pub fn new(routing: Arc<Routing>, traffic: Arc<Traffic>, access_log: Option<Arc<AccessLog>>, edge: Edge) -> Self {
         Lb {
             routing,
             traffic,
             access_log,
+            edge: Arc::new(edge),
         }
     }
 }
@@ -52,8 +68,12 @@ impl Lb {
 /// Per-request state.
 #[derive(Default)]
 pub struct Ctx {
+    /// The route's target.
+    target: Option<Arc<Target>>,
     /// The pool the request was routed to.
     pool: Option<Arc<Pool>>,
+    /// The client (through trusted proxies).
+    client: Option<IpAddr>,
     /// Backends tried so far, in order.
     tried: Vec<SocketAddr>,
     /// The slot held on the current attempt's backend; replaced on a retry, dropped at the end.
@@ -64,99 +84,105 @@ pub struct Ctx {
     started: Option<Instant>,
     /// From the current attempt's start to the backend's response header.
     upstream_time: Option<Duration>,
+    /// Request body bytes received so far.
+    body_bytes: u64,
+    /// Whether response writes were switched to go out at once.
+    streaming: bool,
     /// Keeps the request counted as in flight until the context is dropped.
     _inflight: Option<InflightGuard>,
 }
 
 impl Ctx {
-    /// Whether the pool's retry budget allows another attempt.
+    /// Whether another attempt is allowed: within the pool's retries and its retry budget.
     fn may_retry(&self) -> bool {
-        self.pool.as_ref().is_some_and(|p| self.tried.len() <= p.retries)
+        self.pool
+            .as_ref()
+            .is_some_and(|p| self.tried.len() <= p.retries && p.try_retry())
     }
 
-    /// Counts the current attempt as failed (and, for `least_time`, as slow).
+    /// Counts the current attempt as failed: passive health and, for `least_time`, a slow one.
     fn attempt_failed(&self) {
-        let Some(lease) = &self.lease else { return };
+        let (Some(lease), Some(pool)) = (&self.lease, &self.pool) else {
+            return;
+        };
         let state = lease.state();
-        state.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.pool.as_ref().is_some_and(|p| p.algorithm == Algorithm::LeastTime) {
+        pool.attempt_failed(state);
+        if pool.algorithm == Algorithm::LeastTime {
             let took = self.attempt_started.map(|t| t.elapsed()).unwrap_or_default();
             state.latency.observe(took.max(FAILURE_PENALTY));
         }
     }
 }
 
-fn client_ip(session: &Session) -> Option<IpAddr> {
+fn peer_ip(session: &Session) -> Option<IpAddr> {
     session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
-fn version(v: http::Version) -> &'static str {
-    match v {
-        http::Version::HTTP_10 => "HTTP/1.0",
-        http::Version::HTTP_2 => "HTTP/2.0",
-        http::Version::HTTP_09 => "HTTP/0.9",
-        _ => "HTTP/1.1",
+fn is_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+impl Lb {
+    /// Answers what is answered without a backend (HTTPS redirect, rate limit, body too large,
+    /// redirect mode); true when it did.
+    async fn answer_at_edge(&self, session: &mut Session, ctx: &mut Ctx, target: &Target) -> Result<bool> {
+        let req = session.req_header();
+        if let (Some(status), false) = (target.https_redirect, is_tls(session)) {
+            let port = self.routing.load().https_port;
+            let location = policy::https_location(req, port).unwrap_or_else(|| "https:///".into());
+            respond::redirect(session, status, &location).await?;
+            return Ok(true);
+        }
+        if let Some(limit) = &target.rate_limit {
+            let mut buf = [0u8; 16];
+            let key = policy::rate_key(&limit.key, req, ctx.client, &mut buf);
+            if let Err(wait) = limit
+                .limiter
+                .check(key, crate::request::selection::load::now_ms() * 1_000_000)
+            {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                respond::too_many(session, seconds.max(1)).await?;
+                return Ok(true);
+            }
+        }
+        let declared = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        if declared
+            .zip(self.edge.max_body)
+            .is_some_and(|(n, max): (u64, u64)| n > max)
+        {
+            session.as_downstream_mut().set_keepalive(None);
+            respond::send(session, 413, "the request body is larger than clients.max_body_size").await?;
+            return Ok(true);
+        }
+        if let Some(status) = target.redirect {
+            return self.redirect_to_backend(session, ctx, &target.pool, status).await;
+        }
+        Ok(false)
     }
-}
 
-/// Whether `e` means the client closed or reset its connection before the response was complete.
-fn client_gone(e: &Error) -> bool {
-    use ErrorType::*;
-    e.esource() == &ErrorSource::Downstream && matches!(e.etype(), ReadError | WriteError | ConnectionClosed)
-}
-
-/// The status the access log shows for a request that got no response: nginx's 499 when the
-/// client went away, 0 otherwise.
-fn unanswered_status(e: Option<&Error>) -> u16 {
-    if e.is_some_and(client_gone) {
-        499
-    } else {
-        0
+    /// Redirect mode: picks a backend as for proxying and sends the client there.
+    async fn redirect_to_backend(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        pool: &Pool,
+        status: u16,
+    ) -> Result<bool> {
+        let key = pool.key(session.req_header(), ctx.client);
+        match pool.pick(key.as_bytes(), &[]).await {
+            Ok(picked) => {
+                let addr = picked.lease.state().addr;
+                let location = policy::backend_location(session.req_header(), addr, pool.backend_tls());
+                drop(picked);
+                respond::redirect(session, status, &location).await?;
+            }
+            Err(refused) => respond::send(session, 503, &refused.to_string()).await?,
+        }
+        Ok(true)
     }
-}
-
-/// What the access log says about the request in `session` (`e`: how it failed, if it did).
-fn access_entry<'a>(session: &'a Session, ctx: &'a Ctx, e: Option<&Error>) -> Entry<'a> {
-    let req = session.req_header();
-    let header = |name| req.headers.get(name).map(|v: &http::HeaderValue| v.as_bytes());
-    Entry {
-        client: client_ip(session),
-        method: req.method.as_str(),
-        target: req
-            .uri
-            .path_and_query()
-            .map_or(b"/".as_slice(), |pq| pq.as_str().as_bytes()),
-        version: version(req.version),
-        status: session
-            .response_written()
-            .map_or_else(|| unanswered_status(e), |r| r.status.as_u16()),
-        bytes: session.as_downstream().body_bytes_sent(),
-        referer: header(http::header::REFERER),
-        user_agent: header(http::header::USER_AGENT),
-        pool: ctx.pool.as_ref().map(|p| p.name.as_str()),
-        upstream: ctx.tried.last().and_then(|a| a.as_inet().copied()),
-        tries: ctx.tried.len(),
-        total: ctx.started.map(|t| t.elapsed()).unwrap_or_default(),
-        upstream_time: ctx.upstream_time,
-    }
-}
-
-/// Why the request's `Host` is unacceptable, if it is (RFC 9112 §3.2: an HTTP/1.1 request
-/// carries exactly one; nginx checks the same).
-fn bad_host(req: &RequestHeader) -> Option<&'static str> {
-    let mut hosts = req.headers.get_all(http::header::HOST).iter();
-    let missing = hosts.next().is_none();
-    if hosts.next().is_some() {
-        return Some("more than one Host header");
-    }
-    (missing && req.version == http::Version::HTTP_11).then_some("HTTP/1.1 request without a Host header")
-}
-
-/// The host a request is for: the URI's authority (absolute form, HTTP/2) or the `Host` header.
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.uri
-        .host()
-        .or_else(|| req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()))
 }
 
 #[async_trait]
@@ -181,27 +207,55 @@ impl ProxyHttp for Lb {
         let downstream = session.as_downstream_mut();
         downstream.set_close_on_response_before_downstream_finish(false);
         downstream.set_total_drain_timeout(Some(DRAIN_TIMEOUT));
-        if self.traffic.draining() {
-            // Tell the client to reconnect (to the new process) rather than reuse this one.
+        // Tell the client to reconnect (to the new process when draining) rather than reuse
+        // this connection, also when it reached clients.keepalive_requests.
+        if self.traffic.draining() || conn::of(downstream).is_some_and(|c| c.is_last()) {
             downstream.set_keepalive(None);
         }
         let req = session.req_header();
-        if let Some(why) = bad_host(req) {
+        ctx.client = forwarded::real_client(req, peer_ip(session), &self.edge.trusted_proxies);
+        if let Some(why) = policy::bad_host(req) {
             session.as_downstream_mut().set_keepalive(None);
             respond::send(session, 400, why).await?;
             return Ok(true);
         }
-        ctx.pool = self
+        if forwarded::max_forwards(req) == Some(0) {
+            // The last hop answers itself (RFC 9110 §7.6.2).
+            respond::final_recipient(session).await?;
+            return Ok(true);
+        }
+        let target = self
             .routing
             .load()
             .router
-            .find(request_host(req), req.uri.path())
+            .find(policy::request_host(req), req.uri.path())
             .cloned();
-        if ctx.pool.is_some() {
-            return Ok(false);
+        let Some(target) = target else {
+            respond::send(session, 404, "no route matches this host and path").await?;
+            return Ok(true);
+        };
+        ctx.pool = Some(Arc::clone(&target.pool));
+        let answered = self.answer_at_edge(session, ctx, &target).await?;
+        ctx.target = Some(target);
+        Ok(answered)
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if self.edge.max_body.is_some_and(|max| ctx.body_bytes > max) && !session.as_downstream().was_upgraded() {
+            session.as_downstream_mut().set_keepalive(None);
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                "the request body is larger than clients.max_body_size",
+            ));
         }
-        respond::send(session, 404, "no route matches this host and path").await?;
-        Ok(true)
+        Ok(())
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -211,12 +265,19 @@ impl ProxyHttp for Lb {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no pool"))?;
         // A retry gives the previous backend's slot back before taking another.
         ctx.lease = None;
-        if !ctx.tried.is_empty() {
+        ctx.upstream_time = None;
+        if ctx.tried.is_empty() {
+            pool.count_request();
+        } else {
             pool.stats().retry();
         }
-        ctx.upstream_time = None;
-        let client = client_ip(session);
-        let key = pool.key(session.req_header(), client);
+        let left = pool
+            .total_timeout()
+            .map(|t| t.saturating_sub(ctx.started.map(|s| s.elapsed()).unwrap_or_default()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Err(Error::explain(ErrorType::HTTPStatus(504), "timeouts.total ran out"));
+        }
+        let key = pool.key(session.req_header(), ctx.client);
         let picked = match pool.pick(key.as_bytes(), &ctx.tried).await {
             Ok(picked) => picked,
             Err(refused) => {
@@ -224,8 +285,9 @@ impl ProxyHttp for Lb {
                 return Err(Error::explain(ErrorType::HTTPStatus(503), why));
             }
         };
+        let upgrade = session.as_downstream().is_upgrade_req();
         let peer = pool
-            .peer(&picked.backend)
+            .peer(&picked.backend, upgrade, left)
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "backend is not an IP address"))?;
         ctx.tried.push(picked.backend.addr);
         ctx.lease = Some(picked.lease);
@@ -239,18 +301,26 @@ impl ProxyHttp for Lb {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let (Some(pool), Some(lease), Some(started)) = (&ctx.pool, &ctx.lease, ctx.attempt_started) {
-            let took = started.elapsed();
-            ctx.upstream_time = Some(took);
-            pool.stats().upstream_response.observe(took);
-            // A quick 5xx is no sign of a good backend: for least_time it counts as a failed
-            // attempt.
-            let failed = upstream_response.status.is_server_error() && pool.algorithm == Algorithm::LeastTime;
-            lease
-                .state()
-                .latency
-                .observe(if failed { took.max(FAILURE_PENALTY) } else { took });
+        let (Some(pool), Some(lease), Some(started)) = (&ctx.pool, &ctx.lease, ctx.attempt_started) else {
+            return Ok(());
+        };
+        let took = started.elapsed();
+        ctx.upstream_time = Some(took);
+        pool.stats().upstream_response.observe(took);
+        // What HAProxy's layer-7 observation counts as a failed answer (501 and 505 are about
+        // the request).
+        let failed = matches!(upstream_response.status.as_u16(), 500 | 502 | 503 | 504);
+        if failed {
+            pool.attempt_failed(lease.state());
+        } else {
+            pool.attempt_succeeded(lease.state());
         }
+        // A quick 5xx is no sign of a good backend: for least_time it counts as a slow attempt.
+        let slow = failed && pool.algorithm == Algorithm::LeastTime;
+        lease
+            .state()
+            .latency
+            .observe(if slow { took.max(FAILURE_PENALTY) } else { took });
         Ok(())
     }
 
@@ -260,6 +330,20 @@ impl ProxyHttp for Lb {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        policy::strip_hop_by_hop(upstream_response);
+        policy::single_content_length(upstream_response)?;
+        if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(pool) = &ctx.pool {
+                pool.stats().upgraded();
+                let idle = Some(pool.tunnel_timeout());
+                let downstream = session.as_downstream_mut();
+                downstream.set_read_timeout(idle);
+                downstream.set_write_timeout(idle);
+            }
+            if let Some(conn) = conn::of(session.as_downstream()) {
+                conn.set_tunnel();
+            }
+        }
         if let (Some(pool), Some(lease)) = (&ctx.pool, &ctx.lease) {
             if let Some(cookie) = pool.sticky_cookie(session.req_header(), lease.state()) {
                 upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
@@ -268,13 +352,33 @@ impl ProxyHttp for Lb {
         Ok(())
     }
 
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        // More is coming: what there is goes to the client now, not when the body is complete.
+        if !end_of_stream && !ctx.streaming {
+            ctx.streaming = true;
+            if let Some(conn) = conn::of(session.as_downstream()) {
+                conn.set_flush_each(true);
+            }
+        }
+        Ok(None)
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
         _ctx: &mut Ctx,
     ) -> Result<()> {
-        forwarded::set_headers(upstream_request, client_ip(session), "http")
+        let scheme = if is_tls(session) { "https" } else { "http" };
+        forwarded::set_headers(upstream_request, peer_ip(session), scheme)?;
+        forwarded::add_via(upstream_request)?;
+        forwarded::decrement_max_forwards(upstream_request)
     }
 
     fn fail_to_connect(
@@ -305,9 +409,9 @@ impl ProxyHttp for Lb {
         }
         let mut e = e.more_context(format!("Peer: {peer}"));
         // Pingora's policy (retry only idempotent requests whose body is still buffered, and
-        // only after a reused connection failed), capped by the pool's retry budget.
+        // only after a reused connection failed), capped by the pool's retries and budget.
         let replayable = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
-        if replayable && ctx.may_retry() {
+        if replayable && client_reused && ctx.may_retry() {
             e.retry.decide_reuse(client_reused);
         } else {
             e.set_retry(false);
@@ -325,7 +429,7 @@ impl ProxyHttp for Lb {
             }
         }
         if let Some(log) = &self.access_log {
-            log.record(&access_entry(session, ctx, e));
+            log.record(&log::entry(session, ctx, e));
         }
     }
 
@@ -336,7 +440,7 @@ impl ProxyHttp for Lb {
         if e.esource() != &ErrorSource::Downstream {
             return false;
         }
-        info!("client side: {e}, {}", self.request_summary(session, ctx));
+        ::log::info!("client side: {e}, {}", self.request_summary(session, ctx));
         true
     }
 

@@ -1,5 +1,7 @@
-//! Responses `lb` writes itself: 404 for unrouted requests and the short error replies when
-//! proxying fails (503 no backend, 502 bad response, 504 timeout), with the status mapping.
+//! Responses `lb` writes itself: 404 for unrouted requests, redirects (HTTPS, redirect mode),
+//! 429 with `Retry-After`, the final-recipient answer to `Max-Forwards: 0`, and the short error
+//! replies when proxying fails (503 no backend, 502 bad response, 504 timeout), with the status
+//! mapping.
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
@@ -29,9 +31,43 @@ pub async fn send(session: &mut Session, code: u16, detail: &str) -> Result<()> 
     session.write_response_body(Some(body), true).await
 }
 
+/// Answers with redirect `status` to `location`.
+pub async fn redirect(session: &mut Session, status: u16, location: &str) -> Result<()> {
+    let (mut resp, body) = build(status, location)?;
+    resp.insert_header(http::header::LOCATION, location)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Answers 429 with `Retry-After: seconds`.
+pub async fn too_many(session: &mut Session, seconds: u64) -> Result<()> {
+    let (mut resp, body) = build(429, "rate limit exceeded")?;
+    resp.insert_header(http::header::RETRY_AFTER, seconds)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Answers an OPTIONS or TRACE request whose `Max-Forwards` reached 0, as its final recipient:
+/// OPTIONS gets 200 with the methods lb forwards; TRACE 405 (lb does not echo requests).
+pub async fn final_recipient(session: &mut Session) -> Result<()> {
+    const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+    let options = session.req_header().method == http::Method::OPTIONS;
+    let (mut resp, body) = if options {
+        let mut resp = ResponseHeader::build(200, Some(2))?;
+        resp.insert_header(CONTENT_LENGTH, 0)?;
+        (resp, Bytes::new())
+    } else {
+        build(405, "TRACE is not supported")?
+    };
+    resp.insert_header(http::header::ALLOW, ALLOW)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
 /// Answers a failed proxy attempt with `code`, unless a response has already started.
 pub async fn send_error(session: &mut Session, code: u16) {
     let detail = match code {
+        413 => "the request body is larger than clients.max_body_size",
         503 => "no backend is available",
         504 => "the backend did not answer in time",
         502 => "the backend failed",

@@ -18,6 +18,11 @@ fn now_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// Milliseconds on the same clock (1 and up, so 0 can mean "never").
+pub fn now_ms() -> u64 {
+    now_ns() / 1_000_000 + 1
+}
+
 /// A peak-sensitive moving average of response time (Finagle's and Linkerd's peak EWMA): a
 /// slower sample is taken at once, faster ones pull the average down with weight
 /// `1 - e^(-Δt/τ)`, and the average decays towards zero while nothing is observed, so a
@@ -87,6 +92,10 @@ pub struct BackendState {
     healthy: AtomicBool,
     /// Consecutive check results that disagree with `healthy`.
     streak: AtomicU32,
+    /// Failed attempts in a row (passive health).
+    failing: AtomicU32,
+    /// Ejected by passive health until this time (milliseconds of [`now_ms`]).
+    ejected_until: AtomicU64,
     inflight: AtomicUsize,
     /// Response-time average, for `least_time` and the dashboard.
     pub latency: PeakEwma,
@@ -112,6 +121,8 @@ impl BackendState {
             source: AtomicU8::new(0),
             healthy: AtomicBool::new(true),
             streak: AtomicU32::new(0),
+            failing: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
             latency: PeakEwma::new(decay),
             requests: AtomicU64::new(0),
@@ -193,10 +204,44 @@ impl BackendState {
         Some(passed)
     }
 
-    /// Whether a new request may go here: healthy, and ready (or drained, for a sticky client
-    /// pinned to it: `pinned` says whether the request's cookie names this backend).
+    /// Counts a failed attempt: the number of failures in a row.
+    pub fn attempt_failed(&self) -> u32 {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.failing.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts a successful attempt: the failures in a row start again.
+    pub fn attempt_succeeded(&self) {
+        if self.failing.load(Ordering::Relaxed) != 0 {
+            self.failing.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Ejects the backend (passive health): when `recheck`, by marking it unhealthy, so that
+    /// active checks must pass again before it returns; else for `cool_down`.
+    pub fn eject(&self, cool_down: Duration, recheck: bool) {
+        self.failing.store(0, Ordering::Relaxed);
+        if recheck {
+            self.streak.store(0, Ordering::Relaxed);
+            self.healthy.store(false, Ordering::Relaxed);
+        } else {
+            let until = now_ms() + cool_down.as_millis() as u64;
+            self.ejected_until.store(until, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether passive health holds the backend out now.
+    pub fn ejected(&self) -> bool {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && now_ms() < until
+    }
+
+    /// Whether a new request may go here: healthy, not ejected, and ready (or drained, for a
+    /// sticky client pinned to it: `pinned` says whether the request's cookie names this
+    /// backend).
     pub fn usable(&self, pinned: impl FnOnce() -> bool) -> bool {
         self.healthy()
+            && !self.ejected()
             && match self.admin() {
                 AdminState::Ready => true,
                 AdminState::Drain => pinned(),
