@@ -3,7 +3,8 @@
 //! - [`server`]: wiring: the Pingora server, listeners, background services.
 //! - [`lifecycle`]: in-flight requests, draining, readiness, early exit, pid file.
 //! - [`listeners`]: the proxy service: the front, TLS listeners, PROXY protocol before TLS.
-//! - [`signals`]: SIGHUP, an in-place reload.
+//! - [`signals`]: SIGHUP, an in-place reload; the open files limit.
+//! - [`memory`]: the allocator's background threads, restarted after a fork.
 //! - [`preflight`]: checks of the machine before start-up (ports, user, paths).
 //! - [`upgrade`]: `lb upgrade`, the graceful replacement of a running daemon.
 //! - [`reload`]: `lb reload`, an in-place re-read of the configuration by the running lb.
@@ -12,6 +13,7 @@
 
 pub mod lifecycle;
 pub mod listeners;
+pub mod memory;
 pub mod preflight;
 pub mod probe;
 pub mod reload;

@@ -29,6 +29,7 @@ use std::sync::Arc;
 /// Returns only on a start-up error or after a stop; the daemon's parent and early exits leave
 /// from inside.
 pub fn run(config: Config, loader: Loader, opt: Opt) -> Result<(), StartError> {
+    super::signals::raise_open_files_limit();
     // A waiting `lb -d` parent is told by this (pre-fork) pid once the listeners accept.
     let notify_pid = (config.server.daemon && config.server.daemon_wait_for_ready).then(std::process::id);
     if notify_pid.is_some() {
@@ -96,7 +97,11 @@ pub fn run(config: Config, loader: Loader, opt: Opt) -> Result<(), StartError> {
         server.add_service(service).add_dependency(&pools_ready);
     }
 
-    let listeners = config.listeners.iter().map(|l| l.address.0).collect();
+    let listeners = config
+        .listeners
+        .iter()
+        .map(|l| (l.address.0, l.tls.is_some()))
+        .collect();
     let others = config.admin.iter().map(|a| a.address.0);
     let others = others.chain(config.metrics.iter().map(|m| m.address.0)).collect();
     let lifecycle = LifecycleService::new(life, listeners, others, notify_pid, &config.server.pid_file, phases);

@@ -1,7 +1,8 @@
 //! SIGHUP, as nginx and HAProxy users expect it: re-read the configuration and apply pools and
 //! routes in place (the admin API's reload, without the API). Pingora handles the other
 //! signals (SIGTERM, SIGINT, SIGQUIT); SIGHUP is ignored from the start of `main` until this
-//! service listens, so an early one cannot kill the process.
+//! service listens, so an early one cannot kill the process. Also the open files limit, raised
+//! at start-up.
 
 use crate::control::runtime::Runtime;
 use async_trait::async_trait;
@@ -47,5 +48,21 @@ impl BackgroundService for ReloadOnHangup {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as HAProxy does for its `maxconn`:
+/// every client connection is a descriptor (two, with its backend connection), and the usual
+/// soft limit of 1024 would cap lb far below its listeners' connection caps.
+pub fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                log::warn!("open files stay limited to {soft}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("the open files limit cannot be read: {e}"),
     }
 }
