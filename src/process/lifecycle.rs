@@ -125,10 +125,33 @@ pub fn probe_addr(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
-async fn accepting(addr: SocketAddr) -> bool {
+/// Whether a socket of this process listens on `addr`'s port (from `/proc/net/tcp{,6}`): how
+/// TLS listeners are probed, since a probe connection without a handshake would be logged as a
+/// failed one.
+fn listening(addr: SocketAddr) -> bool {
+    let port = format!(":{:04X} ", addr.port());
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let mut fields = line.split_whitespace();
+                let local = fields.nth(1).unwrap_or("");
+                let state = fields.nth(1).unwrap_or("");
+                format!("{local} ").ends_with(&port) && state == "0A"
+            })
+        })
+    })
+}
+
+/// Waits until `addr` accepts connections (`tls`: until it listens), at most [`READY_LIMIT`].
+async fn accepting(addr: SocketAddr, tls: bool) -> bool {
     let deadline = tokio::time::Instant::now() + READY_LIMIT;
     while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(probe_addr(addr)).await.is_ok() {
+        let up = if tls {
+            listening(addr)
+        } else {
+            tokio::net::TcpStream::connect(probe_addr(addr)).await.is_ok()
+        };
+        if up {
             return true;
         }
         tokio::time::sleep(POLL).await;
@@ -139,7 +162,8 @@ async fn accepting(addr: SocketAddr) -> bool {
 /// Background service: follows Pingora's phases, reports readiness, exits early when idle.
 pub struct LifecycleService {
     life: Arc<Lifecycle>,
-    listeners: Vec<SocketAddr>,
+    /// The proxy's listeners, with whether they are TLS.
+    listeners: Vec<(SocketAddr, bool)>,
     /// The admin and metrics listeners: ready means they accept too.
     others: Vec<SocketAddr>,
     /// The `lb -d` process waiting for SIGUSR1, if any.
@@ -153,7 +177,7 @@ impl LifecycleService {
     /// comes from `Server::watch_execution_phase`.
     pub fn new(
         life: Arc<Lifecycle>,
-        listeners: Vec<SocketAddr>,
+        listeners: Vec<(SocketAddr, bool)>,
         others: Vec<SocketAddr>,
         notify_pid: Option<u32>,
         pid_file: &str,
@@ -170,13 +194,23 @@ impl LifecycleService {
     }
 
     async fn announce_ready(&self) {
-        for &addr in self.listeners.iter().chain(&self.others) {
-            if !accepting(addr).await {
+        let all = self
+            .listeners
+            .iter()
+            .copied()
+            .chain(self.others.iter().map(|a| (*a, false)));
+        for (addr, tls) in all {
+            if !accepting(addr, tls).await {
                 warn!("listener {addr} does not accept connections");
                 return;
             }
         }
-        let list: Vec<String> = self.listeners.iter().map(|a| format!("http://{a}")).collect();
+        let scheme = |tls: bool| if tls { "https" } else { "http" };
+        let list: Vec<String> = self
+            .listeners
+            .iter()
+            .map(|(a, tls)| format!("{}://{a}", scheme(*tls)))
+            .collect();
         info!("lb ready (pid {}), serving on {}", std::process::id(), list.join(", "));
         if let Some(pid) = self.notify_pid {
             tokio::spawn(notify_ready(pid));
@@ -218,6 +252,7 @@ fn follow_phases(life: Arc<Lifecycle>, mut phases: broadcast::Receiver<Execution
 #[async_trait]
 impl BackgroundService for LifecycleService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        super::memory::restart_background_threads();
         if let Some(phases) = self.phases.lock().ok().and_then(|mut p| p.take()) {
             follow_phases(Arc::clone(&self.life), phases);
         }

@@ -3,10 +3,13 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod certs;
 pub mod client;
 pub mod daemon;
 pub mod load;
+pub mod raw;
 pub mod webdriver;
+pub mod ws;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -101,7 +104,13 @@ impl TempDir {
 
     /// A loopback address for an admin listener, the same for every config written here.
     pub fn admin_addr(&self) -> SocketAddr {
-        let file = self.path(".admin-addr");
+        self.named_addr("admin")
+    }
+
+    /// A loopback address named `name` (`{name}` in a config), the same for every config
+    /// written here.
+    pub fn named_addr(&self, name: &str) -> SocketAddr {
+        let file = self.path(&format!(".addr-{name}"));
         if let Some(addr) = std::fs::read_to_string(&file).ok().and_then(|t| t.trim().parse().ok()) {
             return addr;
         }
@@ -406,8 +415,11 @@ pub async fn tally(lb: &Lb, path: &str, n: usize) -> std::collections::BTreeMap<
 pub fn write_config(dir: &TempDir, yaml: &str, listen: SocketAddr) -> PathBuf {
     let d = dir.0.display().to_string();
     let mut text = yaml.replace("{listen}", &listen.to_string()).replace("{dir}", &d);
-    if text.contains("{admin}") {
-        text = text.replace("{admin}", &dir.admin_addr().to_string());
+    for name in ["admin", "tls", "other"] {
+        let placeholder = format!("{{{name}}}");
+        if text.contains(&placeholder) {
+            text = text.replace(&placeholder, &dir.named_addr(name).to_string());
+        }
     }
     if !text.contains("server:") {
         text.push_str(&format!(

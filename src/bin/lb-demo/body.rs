@@ -59,3 +59,25 @@ impl Body for Pattern {
         hyper::body::SizeHint::with_exact(self.left)
     }
 }
+
+/// `parts` pieces of `part` bytes each, `gap` apart, with their total length announced (a
+/// `Content-Length` body that streams: progress output, a slow download).
+pub fn parts(parts: u64, part: usize, gap: std::time::Duration) -> AnyBody {
+    let stream = futures_util_stream(parts, part, gap);
+    http_body_util::StreamBody::new(stream).boxed()
+}
+
+type Part = Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>;
+
+fn futures_util_stream(parts: u64, part: usize, gap: std::time::Duration) -> impl futures::Stream<Item = Part> + Send {
+    futures::stream::unfold(0u64, move |i| async move {
+        if i == parts {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        let data = Bytes::from(format!("{:<width$}", format!("part {}", i + 1), width = part).into_bytes());
+        Some((Ok(Frame::data(data.slice(..part.min(data.len())))), i + 1))
+    })
+}

@@ -1,6 +1,6 @@
 //! What a demo backend answers on each route, and the counters it keeps.
 
-use crate::body::{full, pattern, stream, AnyBody};
+use crate::body::{full, parts, pattern, stream, AnyBody};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -56,6 +56,9 @@ impl Backend {
         if let Some(rest) = path.strip_prefix("/_demo/") {
             return Ok(self.control(rest));
         }
+        if path == "/ws" {
+            return Ok(self.with_name(crate::ws::handshake(req)));
+        }
         let n = self.requests.fetch_add(1, Relaxed) + 1;
         self.inflight.fetch_add(1, Relaxed);
         let _done = Done(&self.inflight);
@@ -78,11 +81,22 @@ impl Backend {
             }
             ("status", Some(code)) => self.reply(code as u16, &format!("{} {code}\n", self.name)),
             ("bytes", Some(len)) => self.with_name(Response::new(pattern(len))),
+            ("parts", Some(n)) => self.parts(n.clamp(1, 100)),
             ("echo", _) => self.echo(req),
             ("headers", _) => self.headers(req).await,
             ("upload", _) => self.upload(req).await,
             _ => self.reply(200, &format!("{}\n", self.name)),
         }
+    }
+
+    /// `n` parts of 8 bytes, a second apart, in a `Content-Length` body.
+    fn parts(&self, n: u64) -> Response<AnyBody> {
+        let mut resp = Response::new(parts(n, 8, Duration::from_secs(1)));
+        resp.headers_mut().insert(
+            "content-length",
+            (n * 8).to_string().parse().expect("a number is a valid header"),
+        );
+        self.with_name(resp)
     }
 
     fn echo(&self, req: Request<Incoming>) -> Response<AnyBody> {

@@ -3,6 +3,7 @@
 
 mod body;
 mod handler;
+mod ws;
 
 use clap::Parser;
 use handler::Backend;
@@ -24,6 +25,8 @@ Routes (every response carries X-Backend: NAME):
   /echo                 streams the request body back (X-Echo-Method, X-Echo-Uri headers)
   /headers              method, URI, every request header (one per line), body length
   /bytes/N              streams N bytes
+  /parts/N              N parts of 8 bytes a second apart, in a Content-Length body
+  /ws                   WebSocket echo
   /upload               reads the body and answers with its length
   /_demo/stats          JSON: requests, connections, in-flight
   /_demo/delay/MS       sets the base delay of every later request
@@ -89,6 +92,7 @@ async fn serve(listener: TcpListener, backend: Arc<Backend>) {
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }

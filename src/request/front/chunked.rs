@@ -128,6 +128,8 @@ pub struct Chunked {
     ext_bytes: u16,
     /// Trailer bytes so far.
     trailer_bytes: u16,
+    /// Sum of the chunk sizes announced so far (saturating).
+    declared: u64,
 }
 
 impl Default for Chunked {
@@ -145,7 +147,14 @@ impl Chunked {
             size: 0,
             ext_bytes: 0,
             trailer_bytes: 0,
+            declared: 0,
         }
+    }
+
+    /// The body length the chunk-size lines seen so far announce (the whole of each chunk, even
+    /// the parts not received yet): how an oversized body is refused before it is forwarded.
+    pub fn declared(&self) -> u64 {
+        self.declared
     }
 
     /// Feeds the next bytes of the body. Returns how many leading bytes of `input` belong to the body (all of
@@ -252,6 +261,7 @@ impl Chunked {
             return Err(ChunkError::BareCrOrLf);
         }
         let size = std::mem::take(&mut self.size);
+        self.declared = self.declared.saturating_add(size);
         self.digits = 0;
         self.ext_bytes = 0;
         Ok(if size == 0 {

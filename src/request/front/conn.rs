@@ -7,6 +7,7 @@
 
 use super::chunked::Chunked;
 use super::head::Framing;
+use super::park::Addrs;
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -16,6 +17,7 @@ use pingora_core::protocols::{
     UniqueID, UniqueIDType, ALPN,
 };
 use std::io::{self, IoSlice};
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -110,10 +112,21 @@ impl Conn {
         if self.eof {
             return Poll::Ready(Ok(0));
         }
-        // While idle nothing is allocated: a buffer only once bytes arrive.
-        let want = if self.rbuf.capacity() == 0 { 2048 } else { READ_CHUNK };
+        if self.rbuf.capacity() == 0 {
+            // Idle: wait with a buffer on the stack, so a waiting connection holds none.
+            let mut first = [0u8; 1024];
+            let mut buf = ReadBuf::new(&mut first);
+            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf))?;
+            let n = buf.filled().len();
+            self.eof = n == 0;
+            if n > 0 {
+                self.rbuf = BytesMut::with_capacity(n.max(2048));
+                self.rbuf.extend_from_slice(buf.filled());
+            }
+            return Poll::Ready(Ok(n));
+        }
         if self.rbuf.capacity() - self.rbuf.len() < 512 {
-            self.rbuf.reserve(want);
+            self.rbuf.reserve(READ_CHUNK);
         }
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.inner),
@@ -166,6 +179,26 @@ impl Conn {
         if self.wbuf.is_empty() {
             self.wbuf = Vec::new();
         }
+    }
+
+    /// What the [`Lot`](super::park::Lot) needs to park this connection, if it can be: a
+    /// plaintext TCP connection with nothing held in either direction.
+    pub fn parts_to_park(&self) -> Option<(RawFd, Addrs)> {
+        let quiet = self.rbuf.is_empty() && self.wbuf.is_empty() && !self.eof;
+        if !quiet || matches!(self.budget, Budget::Unlimited) || self.inner.get_ssl_digest().is_some() {
+            return None;
+        }
+        let digest = self.inner.get_socket_digest()?;
+        let local = *digest.local_addr()?.as_inet()?;
+        let addrs = Addrs {
+            peer: digest.peer_addr().and_then(|a| a.as_inet().copied()),
+            local: Some(local),
+            client: self
+                .socket_digest
+                .as_ref()
+                .and_then(|d| d.peer_addr()?.as_inet().copied()),
+        };
+        Some((self.inner.id(), addrs))
     }
 
     /// Marks the current request as the connection's last.

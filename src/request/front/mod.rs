@@ -10,6 +10,7 @@
 //! - [`head`]: strict parsing and checks of a request head (RFC 9112).
 //! - [`chunked`]: where a chunked body ends, strictly.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers.
+//! - [`park`]: idle keep-alive connections, kept small.
 //! - [`listener`]: per-listener settings, the connection cap, PROXY before TLS.
 //! - [`reject`]: the answers the front gives itself.
 
@@ -17,6 +18,7 @@ pub mod chunked;
 pub mod conn;
 pub mod head;
 pub mod listener;
+pub mod park;
 pub mod proxy_protocol;
 mod reject;
 
@@ -26,15 +28,25 @@ use async_trait::async_trait;
 use conn::Conn;
 use head::{Framing, Head, HeadError, Limits};
 use listener::{ListenerRule, Slot};
+use park::{Lot, Wait, Woken};
 use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 pub use reject::FrontStats;
 use reject::Refusal;
-use std::sync::Arc;
+use std::io;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::time::error::Elapsed;
 use tokio::time::{timeout_at, Instant};
+
+/// Once the server stops, how long an idle connection still waits for a request already on its
+/// way (accepted just before the stop), before it closes.
+const LATE_REQUEST_WINDOW: Duration = Duration::from_secs(1);
+
+/// How long a keep-alive connection stays quiet before it is parked (see [`park`]).
+const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -66,6 +78,8 @@ pub struct Front<A> {
     traffic: Arc<Traffic>,
     stats: Arc<FrontStats>,
     access_log: Option<Arc<AccessLog>>,
+    /// Where idle connections wait, once the first is parked (`None`: parking is unavailable).
+    lot: OnceLock<Option<Arc<Lot>>>,
 }
 
 impl<A> Front<A> {
@@ -87,6 +101,7 @@ impl<A> Front<A> {
             traffic,
             stats,
             access_log,
+            lot: OnceLock::new(),
         }
     }
 
@@ -94,6 +109,27 @@ impl<A> Front<A> {
         let digest = stream.get_socket_digest()?;
         let local = *digest.local_addr()?.as_inet()?;
         listener::find(&self.listeners, local)
+    }
+}
+
+/// How waiting on an idle connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Woke {
+    /// A request's first bytes arrived.
+    Request,
+    /// The client closed (or the wait ended with the server's stop).
+    Gone,
+    /// Nothing arrived in time.
+    Quiet,
+}
+
+impl From<Result<io::Result<usize>, Elapsed>> for Woke {
+    fn from(got: Result<io::Result<usize>, Elapsed>) -> Self {
+        match got {
+            Ok(Ok(n)) if n > 0 => Woke::Request,
+            Ok(_) => Woke::Gone,
+            Err(_) => Woke::Quiet,
+        }
     }
 }
 
@@ -109,17 +145,36 @@ impl<A> Front<A>
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
-    /// Waits for the next request head on `conn`: its first byte within `idle` (or until
-    /// `first_deadline`, for a connection's first request), the whole head within the header
-    /// timeout from there.
-    async fn next_head(&self, conn: &mut Conn, first_deadline: Option<Instant>) -> Result<Head, NoHead> {
-        if conn.held().is_empty() {
-            let until = first_deadline.unwrap_or_else(|| Instant::now() + self.rules.keepalive_timeout);
-            match timeout_at(until, conn.fill()).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return Err(NoHead::Gone),
+    /// Waits for the first byte of a request on an idle connection until `until`; once the
+    /// server stops, a request already on its way still gets [`LATE_REQUEST_WINDOW`] to arrive.
+    async fn wait_for_request(&self, conn: &mut Conn, until: Instant, shutdown: &ShutdownWatch) -> Woke {
+        let mut stop = shutdown.clone();
+        let stopping = async {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let woke = tokio::select! {
+            got = timeout_at(until, conn.fill()) => Some(Woke::from(got)),
+            () = stopping => None,
+        };
+        match woke {
+            Some(woke) => woke,
+            None => {
+                let late = until.min(Instant::now() + LATE_REQUEST_WINDOW);
+                match Woke::from(timeout_at(late, conn.fill()).await) {
+                    Woke::Quiet => Woke::Gone,
+                    woke => woke,
+                }
             }
         }
+    }
+
+    /// Reads the request head on `conn`, whose first byte has arrived (or is held): the whole
+    /// head within the header timeout (or by `first_deadline`, for a connection's first request).
+    async fn next_head(&self, conn: &mut Conn, first_deadline: Option<Instant>) -> Result<Head, NoHead> {
         let deadline = first_deadline.unwrap_or_else(|| Instant::now() + self.rules.header_timeout);
         loop {
             match head::parse(conn.held(), &self.rules.limits) {
@@ -151,45 +206,89 @@ where
             Framing::Chunked => {
                 let mut framer = chunked::Chunked::new();
                 match framer.advance(&conn.held()[head.len..]) {
-                    Ok(_) => Ok(()),
                     Err(_) => Err(Refusal::new(400, "malformed chunked body")),
+                    Ok(_) if self.rules.max_body.is_some_and(|max| framer.declared() > max) => Err(Refusal::new(
+                        413,
+                        "the request body is larger than clients.max_body_size",
+                    )),
+                    Ok(_) => Ok(()),
                 }
             }
             _ => Ok(()),
         }
     }
 
-    /// Serves HTTP/1 requests on `conn` one after the other until the connection ends.
-    async fn serve_h1(&self, mut conn: Box<Conn>, first_deadline: Instant, shutdown: &ShutdownWatch) {
-        let mut first = Some(first_deadline);
-        for served in 1..=self.rules.keepalive_requests {
-            let head = match self.next_head(&mut conn, first.take()).await {
-                Ok(head) => head,
-                Err(NoHead::Gone) => return,
-                Err(NoHead::Refused(refusal)) => return self.refuse(conn, refusal).await,
-            };
-            if let Err(refusal) = self.precheck(&conn, &head) {
-                return self.refuse(conn, refusal).await;
+    /// Serves HTTP/1 requests on `conn` one after the other, `served` of them already; ends
+    /// when the connection does, or when it has been quiet long enough to be parked. Everything
+    /// a request needs lives in [`Front::serve_one`]'s future, allocated when it arrives.
+    async fn serve_h1(
+        &self,
+        mut conn: Box<Conn>,
+        mut first: Option<Instant>,
+        mut served: usize,
+        shutdown: &ShutdownWatch,
+    ) -> Option<(Box<Conn>, Wait)> {
+        while served < self.rules.keepalive_requests {
+            if conn.held().is_empty() {
+                let until = first.unwrap_or_else(|| Instant::now() + self.rules.keepalive_timeout);
+                let park_at = Instant::now() + PARK_AFTER;
+                match self.wait_for_request(&mut conn, until.min(park_at), shutdown).await {
+                    Woke::Request => {}
+                    Woke::Quiet if park_at < until && self.parks() && conn.parts_to_park().is_some() => {
+                        let first = first.is_some();
+                        return Some((conn, Wait { until, first, served }));
+                    }
+                    Woke::Quiet if park_at < until => {
+                        if self.wait_for_request(&mut conn, until, shutdown).await != Woke::Request {
+                            return None;
+                        }
+                    }
+                    Woke::Quiet | Woke::Gone => return None,
+                }
             }
-            conn.begin(head.len, &head.canonical, &head.framing);
-            // Said in the response by the proxy (the session resets keep-alive from the request).
-            let last = served == self.rules.keepalive_requests || *shutdown.borrow() || self.traffic.draining();
-            conn.set_last(last);
-            let mut session = ServerSession::new_http1(conn);
-            session.set_read_timeout(Some(self.rules.body_timeout));
-            let Some(reused) = self.app.process_new_http(session, shutdown).await else {
-                return;
-            };
-            let (stream, _settings) = reused.consume();
-            conn = match stream.into_any().downcast::<Conn>() {
-                Ok(conn) => conn,
-                Err(_) => return,
-            };
-            if !conn.request_done() || last {
-                return;
-            }
-            conn.idle();
+            served += 1;
+            let last = served == self.rules.keepalive_requests;
+            conn = Box::pin(self.serve_one(conn, first.take(), last, shutdown)).await?;
         }
+        None
+    }
+
+    /// Serves the request whose first bytes are held on `conn`; gives the connection back when
+    /// it can carry another request.
+    async fn serve_one(
+        &self,
+        mut conn: Box<Conn>,
+        first_deadline: Option<Instant>,
+        last: bool,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Box<Conn>> {
+        let head = match self.next_head(&mut conn, first_deadline).await {
+            Ok(head) => head,
+            Err(NoHead::Gone) => return None,
+            Err(NoHead::Refused(refusal)) => {
+                self.refuse(conn, refusal).await;
+                return None;
+            }
+        };
+        if let Err(refusal) = self.precheck(&conn, &head) {
+            self.refuse(conn, refusal).await;
+            return None;
+        }
+        conn.begin(head.len, &head.canonical, &head.framing);
+        drop(head);
+        // Said in the response by the proxy (the session resets keep-alive from the request).
+        let last = last || *shutdown.borrow() || self.traffic.draining();
+        conn.set_last(last);
+        let mut session = ServerSession::new_http1(conn);
+        session.set_read_timeout(Some(self.rules.body_timeout));
+        let reused = self.app.process_new_http(session, shutdown).await?;
+        let (stream, _settings) = reused.consume();
+        let mut conn = stream.into_any().downcast::<Conn>().ok()?;
+        if !conn.request_done() || last {
+            return None;
+        }
+        conn.idle();
+        Some(conn)
     }
 
     async fn refuse(&self, mut conn: Box<Conn>, refusal: Refusal) {
@@ -246,6 +345,56 @@ where
     }
 }
 
+impl<A> Front<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// Parks a quiet `conn` until its next request; the lot's task starts with the first. In
+    /// the rare case the lot cannot be had, the idle connection is closed (and no other is
+    /// parked: they wait as they are).
+    fn park(self: &Arc<Self>, conn: Box<Conn>, wait: Wait, slot: Slot, shutdown: &ShutdownWatch) {
+        if let Some(lot) = self.lot.get_or_init(|| self.open_lot(shutdown)) {
+            if let Err((conn, _slot)) = lot.park(conn, wait, slot) {
+                log::debug!("an idle connection closed, it could not be parked: {conn:?}");
+            }
+        }
+    }
+
+    /// Whether quiet connections are parked.
+    fn parks(&self) -> bool {
+        self.lot.get().is_none_or(Option::is_some)
+    }
+
+    fn open_lot(self: &Arc<Self>, shutdown: &ShutdownWatch) -> Option<Arc<Lot>> {
+        let lot = match Lot::new() {
+            Ok(lot) => Arc::new(lot),
+            Err(e) => {
+                log::warn!("idle connections will not be parked: {e}");
+                return None;
+            }
+        };
+        let front = Arc::clone(self);
+        let running = Arc::clone(&lot);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let stop = shutdown.clone();
+            running
+                .run(stop, LATE_REQUEST_WINDOW, |woken: Woken| {
+                    let Woken { conn, wait, slot } = woken;
+                    let first = wait.first.then_some(wait.until);
+                    let serving = Serving {
+                        conn,
+                        first,
+                        served: wait.served,
+                    };
+                    serving.spawn(Arc::clone(&front), slot, shutdown.clone());
+                })
+                .await;
+        });
+        Some(lot)
+    }
+}
+
 #[async_trait]
 impl<A> ServerApp for Front<A>
 where
@@ -274,7 +423,14 @@ where
                 return h2c.process_new(conn, shutdown).await;
             }
         }
-        self.serve_h1(conn, first_deadline, shutdown).await;
+        // The connection continues in a task of its own: Pingora's task for it (several KiB,
+        // with room for a TLS handshake) ends here.
+        Serving {
+            conn,
+            first: Some(first_deadline),
+            served: 0,
+        }
+        .spawn(Arc::clone(self), _slot, shutdown.clone());
         None
     }
 
@@ -283,5 +439,29 @@ where
         if let Some(app) = &self.h2c_app {
             app.cleanup().await;
         }
+    }
+}
+
+/// A connection being served, between two of its tasks.
+struct Serving {
+    conn: Box<Conn>,
+    /// The first request's deadline, while it is awaited.
+    first: Option<Instant>,
+    /// Requests served so far.
+    served: usize,
+}
+
+impl Serving {
+    /// Serves the connection in a task of its own, until it ends or is parked.
+    fn spawn<A>(self, front: Arc<Front<A>>, slot: Slot, shutdown: ShutdownWatch)
+    where
+        A: HttpServerApp + Send + Sync + 'static,
+    {
+        tokio::spawn(async move {
+            let parking = front.serve_h1(self.conn, self.first, self.served, &shutdown).await;
+            if let Some((conn, wait)) = parking {
+                front.park(conn, wait, slot, &shutdown);
+            }
+        });
     }
 }

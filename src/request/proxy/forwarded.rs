@@ -30,6 +30,16 @@ pub fn set_headers(req: &mut RequestHeader, client: Option<IpAddr>, scheme: &'st
     Ok(())
 }
 
+/// A `Host` for a request that has none (HTTP/1.0 may come without one; what lb forwards is
+/// HTTP/1.1, which must carry it, RFC 9112 §3.2): the backend's address, as nginx's
+/// `$proxy_host`.
+pub fn ensure_host(req: &mut RequestHeader, backend: Option<std::net::SocketAddr>) -> Result<()> {
+    match (req.headers.get(HOST), backend) {
+        (None, Some(addr)) => req.insert_header(HOST, addr.to_string()),
+        _ => Ok(()),
+    }
+}
+
 /// `Via: 1.1 lb` appended to earlier hops (a gateway MUST add it to forwarded requests).
 pub fn add_via(req: &mut RequestHeader) -> Result<()> {
     let earlier: Vec<&[u8]> = req.headers.get_all(VIA).iter().map(|v| v.as_bytes()).collect();

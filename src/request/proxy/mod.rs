@@ -373,9 +373,10 @@ impl ProxyHttp for Lb {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
         let scheme = if is_tls(session) { "https" } else { "http" };
+        forwarded::ensure_host(upstream_request, ctx.tried.last().and_then(|a| a.as_inet().copied()))?;
         forwarded::set_headers(upstream_request, peer_ip(session), scheme)?;
         forwarded::add_via(upstream_request)?;
         forwarded::decrement_max_forwards(upstream_request)

@@ -34,7 +34,7 @@ pub async fn send(session: &mut Session, code: u16, detail: &str) -> Result<()> 
 /// Answers with redirect `status` to `location`.
 pub async fn redirect(session: &mut Session, status: u16, location: &str) -> Result<()> {
     let (mut resp, body) = build(status, location)?;
-    resp.insert_header(http::header::LOCATION, location)?;
+    resp.insert_header("Location", location)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
 }
@@ -42,7 +42,7 @@ pub async fn redirect(session: &mut Session, status: u16, location: &str) -> Res
 /// Answers 429 with `Retry-After: seconds`.
 pub async fn too_many(session: &mut Session, seconds: u64) -> Result<()> {
     let (mut resp, body) = build(429, "rate limit exceeded")?;
-    resp.insert_header(http::header::RETRY_AFTER, seconds)?;
+    resp.insert_header("Retry-After", seconds)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
 }
@@ -59,7 +59,7 @@ pub async fn final_recipient(session: &mut Session) -> Result<()> {
     } else {
         build(405, "TRACE is not supported")?
     };
-    resp.insert_header(http::header::ALLOW, ALLOW)?;
+    resp.insert_header("Allow", ALLOW)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
 }

@@ -1,0 +1,44 @@
+//! A minimal WebSocket client over a raw TCP stream (RFC 6455): the handshake, masked text
+//! frames out, server frames in.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Opens a WebSocket to `path` at `addr`: the stream and the handshake's response head.
+pub async fn connect(addr: std::net::SocketAddr, path: &str) -> (TcpStream, String) {
+    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte).await.expect("read") == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    (conn, String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Sends `text` as one masked text frame.
+pub async fn send(conn: &mut TcpStream, text: &str) {
+    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+    let payload = text.as_bytes();
+    assert!(payload.len() < 126, "short messages only");
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    conn.write_all(&frame).await.expect("write frame");
+}
+
+/// Reads one (short, unmasked) frame: its opcode and payload.
+pub async fn receive(conn: &mut TcpStream) -> std::io::Result<(u8, String)> {
+    let mut head = [0u8; 2];
+    conn.read_exact(&mut head).await?;
+    let len = (head[1] & 0x7f) as usize;
+    let mut payload = vec![0u8; len];
+    conn.read_exact(&mut payload).await?;
+    Ok((head[0] & 0x0f, String::from_utf8_lossy(&payload).into_owned()))
+}
