@@ -16,12 +16,14 @@ Figures per row:
   percentiles are not exact);
 - peak RSS (VmHWM summed over the LB's processes);
 - backend connections opened per request (nginx stub_status `accepts`).
-Plus: the cost of lb's production features (metrics, access log, health checks) against lb
+Plus: resident memory of thousands of idle keep-alive connections, and after they close
+(bench/idle.py); the cost of lb's production features (metrics, access log, health checks) against lb
 without them; threads: 2 against threads: 1 with both CPUs shared by everything; a latency vs
 offered-load chart (oha, open loop); instructions per request under callgrind.
 
 Usage: bench/run [--quick] [--reps N] [--duration S] [--only SCENARIO[,..]] [--no-curve]
        [--no-callgrind] [--out DIR] [--lb-server "key: value,..."] [--contenders lb,nginx,...]
+       [--idle N[,N]]      idle keep-alive connection counts (default 5000,8000; '' for none)
        [--baseline PATH]   another lb binary (e.g. the previous commit's) measured as contender
                            `lb-base` in the same run, for before/after rows in the history table
 """
@@ -42,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import idle
+
 ROOT = Path(__file__).resolve().parent.parent
 LB_BIN = ROOT / "target" / "release" / "lb"
 DEMO_BIN = ROOT / "target" / "release" / "lb-demo"
@@ -52,6 +56,7 @@ CONTENDERS = ["lb", "nginx", "haproxy"]
 BASE_BIN = None  # --baseline: the `lb-base` contender's binary
 LB_SERVER_EXTRA = ""  # e.g. "work_stealing: false", from --lb-server
 SMALL_BODY = "hello world\n"
+MAX_CONNS = 8000  # nginx worker_connections, HAProxy maxconn (raised for the idle connections part)
 
 
 # ----------------------------------------------------------------------------- processes
@@ -249,7 +254,8 @@ worker_processes 1;
 daemon off;
 pid {work}/nginx-lb.pid;
 error_log {work}/nginx-lb.err warn;
-events {{ worker_connections 8000; }}
+worker_rlimit_nofile {MAX_CONNS * 2 + 100};
+events {{ worker_connections {MAX_CONNS}; }}
 http {{
   access_log off;
   keepalive_requests 100000000;
@@ -281,7 +287,7 @@ def haproxy_conf(work, port, ports, algorithm):
     servers = "\n".join(f"  server s{i} 127.0.0.1:{p}" for i, p in enumerate(ports))
     conf = f"""global
   nbthread 1
-  maxconn 8000
+  maxconn {MAX_CONNS}
 defaults
   mode http
   timeout connect 5s
@@ -522,6 +528,25 @@ def run_table(work, ports, args):
     return rows
 
 
+def run_idle(work, ports, args):
+    global MAX_CONNS
+
+    def start(name, max_conns):
+        global MAX_CONNS
+        MAX_CONNS = max_conns
+        port = free_port()
+        proc = start_contender(name, work, port, ports[:2], "round_robin")
+        if not wait_http(port):
+            proc.stop(signal.SIGINT)
+            raise RuntimeError(f"{name} did not start; see {proc.log}")
+        return proc, port
+
+    try:
+        return idle.run(CONTENDERS, args.idle, start, SMALL_BODY.encode())
+    finally:
+        MAX_CONNS = 8000
+
+
 def run_curve(work, ports, args):
     """Open-loop latency at rising offered loads until a contender falls behind."""
     scenario = SCENARIOS["ka_small"]
@@ -738,7 +763,9 @@ def main():
     ap.add_argument("--lb-server", default="", help="extra server settings for lb, comma-separated key: value")
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--baseline", default="", help="another lb binary, measured as contender lb-base")
+    ap.add_argument("--idle", default="5000,8000", help="idle keep-alive connection counts ('' for none)")
     args = ap.parse_args()
+    args.idle = [int(n) for n in args.idle.split(",") if n]
     global LB_SERVER_EXTRA, BASE_BIN
     LB_SERVER_EXTRA = args.lb_server
     CONTENDERS[:] = [c for c in args.contenders.split(",") if c]
@@ -755,6 +782,7 @@ def main():
     if args.quick:
         args.reps, args.duration, args.warmup, args.latency_duration = 1, 3, 1, 3
         args.curve, args.curve_duration = [5000, 20000, 40000], 3
+        args.idle = args.idle[:1]
     unknown = [s for s in args.only if s not in SCENARIOS]
     if unknown:
         sys.exit(f"unknown scenario {unknown}; one of {list(SCENARIOS)}")
@@ -767,7 +795,7 @@ def main():
     work.chmod(0o755)  # nginx workers run as an unprivileged user and serve /16k from here
     ports = free_ports(100)
     backends = Proc(["nginx", "-c", str(backends_conf(work, ports))], LOAD_CPU, work / "backends.log")
-    curve, callgrind = {}, None
+    curve, callgrind, idles = {}, None, {}
     try:
         if not wait_http(ports[0]):
             sys.exit(f"backends did not start; see {work}/backends.log")
@@ -779,15 +807,20 @@ def main():
         if not args.no_callgrind:
             print("callgrind:", flush=True)
             callgrind = run_callgrind(work, ports, args)
+        if args.idle:
+            print("idle connections:", flush=True)
+            idles = run_idle(work, ports, args)
     finally:
         backends.stop()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(rows, callgrind, args)
+    if idles:
+        table += "\n".join(idle.markdown(idles, lambda n: "lb (baseline)" if n == "lb-base" else n)) + "\n"
     (out / "latest.md").write_text(table)
     (out / "latest.json").write_text(json.dumps({"rows": rows, "curve": curve, "callgrind": callgrind,
-                                                 "args": vars(args)}, indent=1, default=str))
+                                                 "idle": idles, "args": vars(args)}, indent=1, default=str))
     if any(curve.values()):
         (out / "latency.svg").write_text(svg_chart(curve))
     print()
