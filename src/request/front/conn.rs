@@ -32,6 +32,8 @@ const COMBINE: usize = 1460;
 const HOLD_MAX: usize = 64 << 10;
 /// Read size from the socket.
 const READ_CHUNK: usize = 16 << 10;
+/// Buffer capacity kept between two requests on a connection (larger buffers are given back).
+const KEEP_BETWEEN_REQUESTS: usize = 4 << 10;
 
 /// What the HTTP layer may read.
 enum Budget {
@@ -126,7 +128,9 @@ impl Conn {
             return Poll::Ready(Ok(n));
         }
         if self.rbuf.capacity() - self.rbuf.len() < 512 {
-            self.rbuf.reserve(READ_CHUNK);
+            // An empty buffer is reused from its start (no allocation); a partial request grows it.
+            let more = if self.rbuf.is_empty() { 2048 } else { READ_CHUNK };
+            self.rbuf.reserve(more);
         }
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.inner),
@@ -140,11 +144,14 @@ impl Conn {
     /// Starts a request: its checked `head` replaces the `raw_len` bytes it was parsed from,
     /// and `framing` says how much body follows.
     pub fn begin(&mut self, raw_len: usize, head: &[u8], framing: &Framing) {
-        self.consume(raw_len);
-        let mut next = BytesMut::with_capacity(head.len() + self.rbuf.len());
-        next.extend_from_slice(head);
-        next.extend_from_slice(&self.rbuf);
-        self.rbuf = next;
+        // Most heads arrive canonical already: then they stay where they are.
+        if self.rbuf.get(..raw_len) != Some(head) {
+            self.consume(raw_len);
+            let mut next = BytesMut::with_capacity(head.len() + self.rbuf.len());
+            next.extend_from_slice(head);
+            next.extend_from_slice(&self.rbuf);
+            self.rbuf = next;
+        }
         let head = head.len() as u64;
         self.budget = match framing {
             Framing::None => Budget::Bytes(head),
@@ -171,12 +178,13 @@ impl Conn {
         }
     }
 
-    /// After a request: gives back buffer memory an idle connection does not need.
+    /// After a request: gives back buffer memory beyond what the next request usually needs
+    /// (a connection that stays idle gives back the rest when it is parked).
     pub fn idle(&mut self) {
-        if self.rbuf.is_empty() {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BETWEEN_REQUESTS {
             self.rbuf = BytesMut::new();
         }
-        if self.wbuf.is_empty() {
+        if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_BETWEEN_REQUESTS {
             self.wbuf = Vec::new();
         }
     }

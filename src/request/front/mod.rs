@@ -232,16 +232,19 @@ where
             if conn.held().is_empty() {
                 let until = first.unwrap_or_else(|| Instant::now() + self.rules.keepalive_timeout);
                 let park_at = Instant::now() + PARK_AFTER;
-                match self.wait_for_request(&mut conn, until.min(park_at), shutdown).await {
+                let parks = park_at < until && self.parks() && conn.parts_to_park().is_some();
+                // A connection that will be parked waits briefly, and need not watch for the
+                // server's stop here: the lot does (and cuts its wait short if the stop came).
+                let woke = if parks {
+                    Woke::from(timeout_at(park_at, conn.fill()).await)
+                } else {
+                    self.wait_for_request(&mut conn, until, shutdown).await
+                };
+                match woke {
                     Woke::Request => {}
-                    Woke::Quiet if park_at < until && self.parks() && conn.parts_to_park().is_some() => {
+                    Woke::Quiet if parks => {
                         let first = first.is_some();
                         return Some((conn, Wait { until, first, served }));
-                    }
-                    Woke::Quiet if park_at < until => {
-                        if self.wait_for_request(&mut conn, until, shutdown).await != Woke::Request {
-                            return None;
-                        }
                     }
                     Woke::Quiet | Woke::Gone => return None,
                 }

@@ -100,6 +100,8 @@ pub struct Lot {
 struct Entries {
     slab: Slab<Entry>,
     next_tag: u32,
+    /// Once the server stops: the latest any wait may end.
+    limit: Option<Instant>,
 }
 
 impl Entries {
@@ -148,6 +150,10 @@ impl Lot {
             }
         };
         let mut entries = self.entries();
+        let wait = Wait {
+            until: entries.limit.map_or(wait.until, |limit| wait.until.min(limit)),
+            ..wait
+        };
         let was_empty = entries.slab.is_empty();
         let tag = entries.next_tag;
         entries.next_tag = tag.wrapping_add(1);
@@ -264,7 +270,9 @@ impl Lot {
 
     /// Brings every deadline to `limit` at the latest.
     fn cut_short(&self, limit: Instant) {
-        for (_, entry) in self.entries().slab.iter_mut() {
+        let mut entries = self.entries();
+        entries.limit = Some(limit);
+        for (_, entry) in entries.slab.iter_mut() {
             entry.wait.until = entry.wait.until.min(limit);
         }
     }

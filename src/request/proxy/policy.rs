@@ -11,7 +11,13 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Hop-by-hop fields that never pass a proxy (RFC 9110 §7.6.1, RFC 9112 §9.6; `Keep-Alive` and
 /// `Proxy-Connection` by convention). `Connection` itself is rewritten by the HTTP layer.
-const HOP_BY_HOP: [&str; 5] = ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"];
+const HOP_BY_HOP: [HeaderName; 5] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("te"),
+    HeaderName::from_static("trailer"),
+    HeaderName::from_static("upgrade"),
+];
 
 /// Why the request's `Host` is unacceptable, if it is (RFC 9112 §3.2: an HTTP/1.1 request
 /// carries exactly one).
@@ -46,7 +52,7 @@ pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
         .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
         .filter(|n| !matches!(n.as_str(), "content-length" | "transfer-encoding" | "connection"))
         .collect();
-    for name in named.iter().map(HeaderName::as_str).chain(HOP_BY_HOP) {
+    for name in named.iter().chain(&HOP_BY_HOP) {
         if resp.headers.contains_key(name) {
             resp.remove_header(name);
         }
