@@ -81,7 +81,7 @@ def run(contenders, counts, start, body):
     results = {}
     for n in counts:
         for name in contenders:
-            proc, port = start(name, n + 2000)
+            proc, port = start(name, n + 1000)
             try:
                 r = measure(proc, port, n, body)
             finally:
