@@ -8,12 +8,12 @@ use std::process::ExitCode;
 
 /// jemalloc instead of glibc's malloc: a request makes dozens of small allocations (headers,
 /// futures, buffers), and glibc spent ~24k instructions per proxied request on them. jemalloc
-/// rather than mimalloc (which costs ~6% less CPU per request) for what happens after a burst:
-/// jemalloc's background thread returns freed pages to the system within about a second on
-/// every thread, while mimalloc only purges a thread's pages when that thread allocates again,
-/// so an idle worker kept a burst's memory for good (5,000 connections opened and parked left
-/// 4 KiB each behind with two worker threads; with jemalloc 0.9 KiB, most of it given back).
-/// `--no-default-features` builds with glibc's malloc, for heap profilers such as massif.
+/// rather than mimalloc (whose allocation path costs ~2% fewer instructions per request) for what
+/// happens after a burst: jemalloc's background thread returns freed pages to the system within
+/// about a second on every thread, while mimalloc only purges a thread's pages when that thread
+/// allocates again, so an idle worker kept a burst's memory for good (5,000 connections opened and
+/// parked left 4 KiB each behind with two worker threads; with jemalloc 0.9 KiB, most of it given
+/// back). `--no-default-features` builds with glibc's malloc, for heap profilers such as massif.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
