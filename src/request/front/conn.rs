@@ -179,12 +179,22 @@ impl Conn {
     }
 
     /// After a request: gives back buffer memory beyond what the next request usually needs
-    /// (a connection that stays idle gives back the rest when it is parked).
+    /// (a connection that stays idle gives back the rest when it is parked, or [`Conn::shed`]s it).
     pub fn idle(&mut self) {
         if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BETWEEN_REQUESTS {
             self.rbuf = BytesMut::new();
         }
         if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_BETWEEN_REQUESTS {
+            self.wbuf = Vec::new();
+        }
+    }
+
+    /// Before a long idle wait: gives back every buffer that holds nothing.
+    pub fn shed(&mut self) {
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() {
             self.wbuf = Vec::new();
         }
     }

@@ -238,6 +238,7 @@ where
                 let woke = if parks {
                     Woke::from(timeout_at(park_at, conn.fill()).await)
                 } else {
+                    conn.shed();
                     self.wait_for_request(&mut conn, until, shutdown).await
                 };
                 match woke {
