@@ -97,7 +97,7 @@ pub type Script = Option<Vec<(Duration, Vec<u8>)>>;
 impl RawBackend {
     /// Starts a backend on a free loopback port that plays `script` to every connection.
     pub async fn start(script: Script) -> RawBackend {
-        let listener = TcpListener::bind(super::free_addr()).await.expect("bind");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&received);
