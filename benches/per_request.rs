@@ -16,6 +16,7 @@ fn pool(algorithm: Algorithm, n: usize) -> Pool {
             address: lb::config::Addr(format!("127.0.{}.{}:80", (i / 256) % 256, i % 256).parse().unwrap()),
             weight: 1,
             max_connections: None,
+            source: Default::default(),
         })
         .collect();
     let mut conf = Upstream::new(backends);

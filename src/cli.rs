@@ -161,6 +161,7 @@ impl Cli {
                 address,
                 weight,
                 max_connections: None,
+                source: Default::default(),
             })
             .collect();
         let pool = Upstream::new(backends);

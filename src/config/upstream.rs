@@ -20,8 +20,12 @@ pub struct Upstream {
     /// Key source for `hash` and `consistent` (required by them, ignored by the others).
     #[serde(default)]
     pub hash_key: Option<HashKey>,
-    /// The servers. At least one.
+    /// The servers listed here. At least one, unless `discovery` finds them.
+    #[serde(default)]
     pub backends: Vec<BackendConf>,
+    /// Where more backends are found while lb runs, beside `backends`.
+    #[serde(default)]
+    pub discovery: Option<Discovery>,
     /// Active HTTP health checks. Default: none (every backend is always eligible).
     #[serde(default)]
     pub health_check: Option<HealthCheckConf>,
@@ -64,6 +68,24 @@ pub struct Upstream {
     /// overload.
     #[serde(default)]
     pub retry_budget: RetryBudget,
+}
+
+/// A pool's discovery source (one of them).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    /// A file listing backends, watched for changes.
+    #[serde(default)]
+    pub file: Option<FileDiscovery>,
+}
+
+/// File discovery: a YAML file holding a list shaped like a pool's `backends:` (or a map with
+/// that `backends:` key), re-read when it changes (an atomic rename included).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDiscovery {
+    /// The file; relative paths are taken from lb's working directory.
+    pub path: String,
 }
 
 /// The HTTP version spoken to a pool's backends.
@@ -153,6 +175,7 @@ impl Upstream {
             algorithm: Algorithm::default(),
             hash_key: None,
             backends,
+            discovery: None,
             health_check: None,
             retries: DEFAULT_RETRIES,
             timeouts: Timeouts::default(),
@@ -235,6 +258,9 @@ impl Default for StickyConf {
 pub struct BackendConf {
     /// `IP:port`.
     pub address: Addr,
+    /// Where the entry comes from: the configuration file, or a discovery source.
+    #[serde(skip)]
+    pub source: crate::request::member::Source,
     /// Relative share of traffic, 1 to 256. Default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,

@@ -239,8 +239,20 @@ fn check_sticky(path: &str, sticky: &StickyConf) -> Result<(), Problem> {
 }
 
 fn check_backends(path: &str, upstream: &Upstream) -> Result<(), Problem> {
-    if upstream.backends.is_empty() {
-        return problem(format!("{path}.backends"), "a pool needs at least one backend");
+    match &upstream.discovery {
+        None if upstream.backends.is_empty() => {
+            return problem(
+                format!("{path}.backends"),
+                "a pool needs at least one backend (or a discovery source)",
+            );
+        }
+        Some(d) if d.file.is_none() => {
+            return problem(format!("{path}.discovery"), "name a source: file: {path: FILE}");
+        }
+        Some(d) if d.file.as_ref().is_some_and(|f| f.path.trim().is_empty()) => {
+            return problem(format!("{path}.discovery.file.path"), "is empty");
+        }
+        _ => {}
     }
     let mut seen = HashSet::new();
     for (i, backend) in upstream.backends.iter().enumerate() {

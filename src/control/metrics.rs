@@ -136,6 +136,18 @@ const FAMILIES: &[(&str, MetricType, &str, &[&str])] = &[
         "1 while passive health holds the backend out, else 0.",
         &["pool", "backend"],
     ),
+    (
+        "lb_discovery_updates_total",
+        MetricType::COUNTER,
+        "Backend sets read from the pool's discovery source and applied.",
+        &["pool"],
+    ),
+    (
+        "lb_discovery_errors_total",
+        MetricType::COUNTER,
+        "Discovery reads that failed or were refused (unreadable, invalid, empty): the last good set was kept.",
+        &["pool"],
+    ),
 ];
 
 /// The metrics of the pools in `routing` and of the process.
@@ -236,6 +248,11 @@ fn pool_metrics(pool: &Pool, out: &mut [Vec<Metric>]) {
         out[6].push(counter(&[("pool", name), ("reason", reason)], n as f64));
     }
     out[15].push(counter(&[("pool", name)], stats.upgrades() as f64));
+    if pool.discovers() {
+        let (applied, failed) = stats.discoveries();
+        out[18].push(counter(&[("pool", name)], applied as f64));
+        out[19].push(counter(&[("pool", name)], failed as f64));
+    }
 }
 
 fn backend_metrics(pool: &str, s: &BackendState, out: &mut [Vec<Metric>]) {
@@ -341,6 +358,7 @@ mod tests {
             address: Addr("127.0.0.1:9".parse().unwrap()),
             weight: 2,
             max_connections: None,
+            source: Default::default(),
         }]);
         let pool = Arc::new(Pool::from_config("web", &conf).unwrap());
         pool.stats().response(200);

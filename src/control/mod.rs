@@ -3,7 +3,8 @@
 //! - [`runtime`]: the desired state (file plus runtime changes), applied as transactions to
 //!   the pools; TTLs; in-place reloads.
 //! - [`changes`]: the pure rules of registrations, updates, removals and reconciliation.
-//! - [`service`]: the background work: restore at start, health checks, TTL expiry.
+//! - [`service`]: the background work: restore at start, health checks, TTL expiry, discovery.
+//! - [`discovery`]: pools whose backends come from a watched file.
 //! - [`state_file`]: runtime changes persisted atomically and restored at start.
 //! - [`view`]: pools and backends as the API shows them.
 //! - [`admin`]: the admin listener: JSON API, OpenAPI document, dashboard.
@@ -11,6 +12,7 @@
 
 pub mod admin;
 pub mod changes;
+pub mod discovery;
 pub mod metrics;
 pub mod runtime;
 pub mod service;

@@ -4,12 +4,13 @@
 //! TTLs, the state file at start and in-place reloads go through the same path, so there is
 //! one place where backends come and go. Serving the API is `admin`'s job.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{BackendConf, Config, ConfigError};
 use crate::control::changes::{self, Change, Effect, Refusal};
 use crate::control::state_file::{now_ms, Changes, StateFile};
 use crate::control::view::{self, BackendView, PoolView};
 use crate::error::StartError;
 use crate::request::health;
+use crate::request::member::Source;
 use crate::request::pool::{Pool, PoolLive};
 use crate::request::rate_limit::RateLimiter;
 use crate::request::route::{Limit, Router, Routing, Table, Target};
@@ -30,8 +31,11 @@ const RENEWALS_EVERY: Duration = Duration::from_secs(1);
 
 /// The desired state behind the live table.
 struct Desired {
+    /// The file's configuration, with each discovering pool's found backends added.
     config: Config,
     changes: Changes,
+    /// Backends found by discovery, by pool: the last good set of each.
+    discovered: BTreeMap<String, Vec<BackendConf>>,
     /// TTL renewals not yet written.
     renewed: bool,
     renewals_written: Instant,
@@ -115,6 +119,25 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
     })
 }
 
+/// Adds to each discovering pool of `config` the backends `discovered` found for it (those the
+/// file does not list already).
+fn add_discovered(config: &mut Config, discovered: &BTreeMap<String, Vec<BackendConf>>) {
+    for (name, conf) in config.upstreams.iter_mut() {
+        if conf.discovery.is_none() {
+            continue;
+        }
+        conf.backends.retain(|b| b.source == Source::Config);
+        for found in discovered.get(name).into_iter().flatten() {
+            if !conf.backends.iter().any(|b| b.address == found.address) {
+                conf.backends.push(BackendConf {
+                    source: Source::File,
+                    ..found.clone()
+                });
+            }
+        }
+    }
+}
+
 /// Sets every pool of `table` to its members under `config` and `changes`.
 fn set_all_members(table: &Table, config: &Config, changes: &Changes) {
     for (name, pool) in &table.pools {
@@ -157,6 +180,7 @@ impl Runtime {
             desired: Mutex::new(Desired {
                 config,
                 changes: Changes::default(),
+                discovered: BTreeMap::new(),
                 renewed: false,
                 renewals_written: Instant::now(),
             }),
@@ -284,8 +308,12 @@ impl Runtime {
     /// keep their live state and runtime changes, new pools get a first (strict) round of
     /// health checks before they take traffic. On any error nothing changes.
     pub async fn reload(&self) -> Result<ReloadReport, String> {
-        let config = (self.loader)().map_err(|e| e.to_string())?;
+        let mut config = (self.loader)().map_err(|e| e.to_string())?;
         let mut desired = self.desired.lock().await;
+        desired
+            .discovered
+            .retain(|name, _| config.upstreams.get(name).is_some_and(|u| u.discovery.is_some()));
+        add_discovered(&mut config, &desired.discovered);
         let old = self.routing.load_full();
         let table = build_table(&config, Some(&old)).map_err(|e| e.to_string())?;
         let changes = changes::reconcile(&config, &desired.changes, now_ms());
@@ -316,6 +344,55 @@ impl Runtime {
         desired.changes = changes;
         info!("configuration reloaded in place: {report:?}");
         Ok(report)
+    }
+
+    /// The discovery files of the pools that have one: `(pool, path)`.
+    pub async fn discovery_files(&self) -> Vec<(String, String)> {
+        let desired = self.desired.lock().await;
+        desired
+            .config
+            .upstreams
+            .iter()
+            .filter_map(|(name, u)| Some((name.clone(), u.discovery.as_ref()?.file.as_ref()?.path.clone())))
+            .collect()
+    }
+
+    /// Makes `found` the discovered backends of pool `pool` (a checked, non-empty set), applied
+    /// at once; returns the addresses added and removed. Runtime changes to backends that are
+    /// gone are dropped, as on a reload.
+    pub async fn set_discovered(
+        &self,
+        pool: &str,
+        found: Vec<BackendConf>,
+    ) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), String> {
+        let mut desired = self.desired.lock().await;
+        let before: Vec<SocketAddr> = match desired.config.upstreams.get(pool) {
+            Some(u) if u.discovery.is_some() => u.backends.iter().map(|b| b.address.0).collect(),
+            _ => return Err(format!("pool {pool} has no discovery")),
+        };
+        let mut discovered = desired.discovered.clone();
+        discovered.insert(pool.to_string(), found);
+        let mut config = desired.config.clone();
+        add_discovered(&mut config, &discovered);
+        let changes = changes::reconcile(&config, &desired.changes, now_ms());
+        let Some(conf) = config.upstreams.get(pool) else {
+            return Err(format!("pool {pool} is gone"));
+        };
+        let members = changes::members(conf, changes.pools.get(pool));
+        changes::check_members(pool, conf, &members).map_err(|r| r.message)?;
+        let after: Vec<SocketAddr> = conf.backends.iter().map(|b| b.address.0).collect();
+        if changes != desired.changes {
+            let _ = self.persist(&changes);
+        }
+        if let Some(live) = self.routing.load().pools.get(pool) {
+            live.set_members(&members);
+        }
+        let added = after.iter().filter(|a| !before.contains(a)).copied().collect();
+        let removed = before.iter().filter(|a| !after.contains(a)).copied().collect();
+        desired.config = config;
+        desired.changes = changes;
+        desired.discovered = discovered;
+        Ok((added, removed))
     }
 
     /// Every pool, as the API shows it.

@@ -2,8 +2,9 @@
 //! (after an upgrade's hand-over, so no change acknowledged by the old process is missed), runs
 //! a first strict round of health checks and only then reports ready, so the listeners open on
 //! a known view of the pools; afterwards it runs the health checks, expires TTLs and forgets
-//! idle rate-limit state.
+//! idle rate-limit state, and follows discovery files.
 
+use crate::control::discovery::FileDiscovery;
 use crate::control::runtime::Runtime;
 use crate::request::health;
 use async_trait::async_trait;
@@ -23,6 +24,9 @@ pub struct PoolsService(pub Arc<Runtime>);
 impl BackgroundService for PoolsService {
     async fn start_with_ready_notifier(&self, mut shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
         let runtime = &self.0;
+        // Discovered backends first, so that runtime changes to them are restored too.
+        let mut discovery = FileDiscovery::new(Arc::clone(runtime));
+        discovery.scan().await;
         runtime.restore().await;
         let pools: Vec<_> = runtime.routing().load().pools.values().cloned().collect();
         health::first_rounds(pools).await;
@@ -41,6 +45,7 @@ impl BackgroundService for PoolsService {
         tokio::select! {
             _ = checks => {}
             _ = ttls => {}
+            () = discovery.run() => {}
             _ = shutdown.changed() => {}
         }
     }

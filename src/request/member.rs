@@ -48,21 +48,25 @@ pub enum Source {
     Config,
     /// Registered through the admin API.
     Api,
+    /// Found by file discovery.
+    File,
 }
 
 impl Source {
     pub(crate) fn from_u8(v: u8) -> Self {
         match v {
             1 => Source::Api,
+            2 => Source::File,
             _ => Source::Config,
         }
     }
 
-    /// The name in the API: `config`, `api`.
+    /// The name in the API: `config`, `api`, `file`.
     pub fn name(self) -> &'static str {
         match self {
             Source::Config => "config",
             Source::Api => "api",
+            Source::File => "file",
         }
     }
 }

@@ -77,6 +77,8 @@ pub struct PoolStats {
     retries: AtomicU64,
     refused: [AtomicU64; 3],
     upgrades: AtomicU64,
+    /// Discovery results applied, and discovery failures (the last good set kept).
+    discovery: [AtomicU64; 2],
 }
 
 impl PoolStats {
@@ -113,6 +115,17 @@ impl PoolStats {
     /// Upgraded connections so far.
     pub fn upgrades(&self) -> u64 {
         self.upgrades.load(Ordering::Relaxed)
+    }
+
+    /// Counts a discovery result: applied (`ok`), or refused and the last good set kept.
+    pub fn discovered(&self, ok: bool) {
+        self.discovery[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Discovery results so far: `(applied, failed)`.
+    pub fn discoveries(&self) -> (u64, u64) {
+        let [ok, failed] = &self.discovery;
+        (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed))
     }
 
     /// Counts a 503 without a backend, `reason` indexing [`REFUSALS`].

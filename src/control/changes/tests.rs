@@ -10,6 +10,7 @@ fn conf() -> Upstream {
                 address: Addr(a.parse().unwrap()),
                 weight: *w,
                 max_connections: None,
+                source: Default::default(),
             })
             .collect(),
     )

@@ -93,9 +93,16 @@ pub struct Pool {
     /// The cap of members without their own.
     max_connections: Option<usize>,
     ewma_decay: Duration,
+    /// Whether a discovery source adds backends.
+    discovers: bool,
 }
 
 impl Pool {
+    /// Whether a discovery source adds backends to the pool.
+    pub fn discovers(&self) -> bool {
+        self.discovers
+    }
+
     /// Builds pool `name` from its config around `live` (new, or the one of the pool it
     /// replaces). It serves no backend until [`Pool::set_members`].
     pub fn build(name: &str, conf: &Upstream, live: Arc<PoolLive>) -> Result<Pool, StartError> {
@@ -124,6 +131,7 @@ impl Pool {
             queue_size: conf.queue_size,
             queue_timeout: conf.queue_timeout.0,
             sticky: (conf.algorithm == Algorithm::Sticky).then(|| conf.sticky.clone()),
+            discovers: conf.discovery.is_some(),
             max_connections: conf.max_connections,
             ewma_decay: conf.ewma_decay.0,
         })
@@ -375,6 +383,7 @@ pub fn config_members(conf: &Upstream) -> Vec<Member> {
         .iter()
         .map(|b| Member {
             max_connections: conf.max_connections_of(b),
+            source: b.source,
             ..Member::new(b.address.0, b.weight)
         })
         .collect()

@@ -9,6 +9,7 @@ fn conf(algorithm: Algorithm, n: u8) -> Upstream {
             address: crate::config::Addr(format!("127.0.0.{i}:80").parse().unwrap()),
             weight: 1,
             max_connections: None,
+            source: Default::default(),
         })
         .collect();
     let mut conf = Upstream::new(backends);
