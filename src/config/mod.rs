@@ -15,8 +15,8 @@ pub use route::{RateKey, RateLimitConf, Route};
 pub use server::ServerSettings;
 pub use types::{Addr, Cidr, Dur, HashKey, Size, StatusSet};
 pub use upstream::{
-    BackendConf, HealthCheckConf, OutlierConf, Protocol, RetryBudget, SameSite, StickyConf, Timeouts, Upstream,
-    UpstreamTls,
+    BackendConf, Discovery, DnsDiscovery, FileDiscovery, HealthCheckConf, OutlierConf, Protocol, RetryBudget, SameSite,
+    StickyConf, Timeouts, Upstream, UpstreamTls,
 };
 
 use serde::Deserialize;

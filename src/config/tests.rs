@@ -106,6 +106,36 @@ fn an_empty_pool() {
 }
 
 #[test]
+fn discovery_settings() {
+    let with = |d: &str| GOOD.replace("backends: [{address: \"[::1]:9003\"}]", &format!("discovery: {d}"));
+    let good = Config::parse_str(&with("{dns: {name: web.internal, port: 80}}"), "t.yaml").unwrap();
+    good.validate("t.yaml").unwrap();
+    let srv = Config::parse_str(&with("{dns: {name: _http._tcp.web.internal}}"), "t.yaml").unwrap();
+    srv.validate("t.yaml").unwrap();
+    let file = Config::parse_str(&with("{file: {path: /etc/lb/api.yaml}}"), "t.yaml").unwrap();
+    file.validate("t.yaml").unwrap();
+    assert_error(&with("{}"), "upstreams.api.discovery: name one source");
+    assert_error(
+        &with("{file: {path: a.yaml}, dns: {name: a.b, port: 1}}"),
+        "upstreams.api.discovery: name one source",
+    );
+    assert_error(
+        &with("{dns: {name: web.internal}}"),
+        "upstreams.api.discovery.dns.port: is needed",
+    );
+    assert_error(
+        &with("{dns: {name: 'a b', port: 1}}"),
+        "upstreams.api.discovery.dns.name",
+    );
+    assert_error(
+        &with("{dns: {name: a.b, port: 1, refresh: 100ms}}"),
+        "upstreams.api.discovery.dns.refresh: must be at least 1s",
+    );
+    assert_error(&with("{dns: {name: a.b, port: 1, resolver: nowhere}}"), "resolver");
+    assert_error(&with("{consul: {}}"), "unknown field `consul`");
+}
+
+#[test]
 fn a_hash_algorithm_without_key() {
     assert_error(
         &GOOD.replace("hash_key: {header: X-User}", ""),

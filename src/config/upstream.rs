@@ -77,6 +77,40 @@ pub struct Discovery {
     /// A file listing backends, watched for changes.
     #[serde(default)]
     pub file: Option<FileDiscovery>,
+    /// A DNS name, resolved again and again.
+    #[serde(default)]
+    pub dns: Option<DnsDiscovery>,
+}
+
+/// DNS discovery: the A and AAAA records of `name` with `port`, or the SRV records of a name
+/// that starts with `_` (`_http._tcp.web.internal`: their targets, ports and weights, lowest
+/// priority first).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsDiscovery {
+    /// The name to resolve (taken as fully qualified).
+    pub name: String,
+    /// The backends' port, for A/AAAA names (SRV records carry their own).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// How often the name is resolved again at most; sooner when the records' TTL runs out
+    /// first (not under 1 s). Default `5s`.
+    #[serde(default = "default_dns_refresh")]
+    pub refresh: Dur,
+    /// The DNS server, `IP:port`. Default: the system's (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub resolver: Option<Addr>,
+}
+
+fn default_dns_refresh() -> Dur {
+    Dur(std::time::Duration::from_secs(5))
+}
+
+impl DnsDiscovery {
+    /// Whether the name is an SRV name (starts with `_`).
+    pub fn is_srv(&self) -> bool {
+        self.name.starts_with('_')
+    }
 }
 
 /// File discovery: a YAML file holding a list shaped like a pool's `backends:` (or a map with

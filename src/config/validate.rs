@@ -246,11 +246,30 @@ fn check_backends(path: &str, upstream: &Upstream) -> Result<(), Problem> {
                 "a pool needs at least one backend (or a discovery source)",
             );
         }
-        Some(d) if d.file.is_none() => {
-            return problem(format!("{path}.discovery"), "name a source: file: {path: FILE}");
+        Some(d) if d.file.is_some() == d.dns.is_some() => {
+            return problem(
+                format!("{path}.discovery"),
+                "name one source: file: {path: FILE} or dns: {name: NAME, port: PORT}",
+            );
         }
         Some(d) if d.file.as_ref().is_some_and(|f| f.path.trim().is_empty()) => {
             return problem(format!("{path}.discovery.file.path"), "is empty");
+        }
+        Some(d) if d.dns.as_ref().is_some_and(|n| !valid_dns_name(&n.name)) => {
+            return problem(format!("{path}.discovery.dns.name"), "is not a valid DNS name");
+        }
+        Some(d) if d.dns.as_ref().is_some_and(|n| !n.is_srv() && n.port.is_none()) => {
+            return problem(
+                format!("{path}.discovery.dns.port"),
+                "is needed for A/AAAA records (only SRV names, starting with _, carry ports)",
+            );
+        }
+        Some(d)
+            if d.dns
+                .as_ref()
+                .is_some_and(|n| n.refresh.0 < std::time::Duration::from_secs(1)) =>
+        {
+            return problem(format!("{path}.discovery.dns.refresh"), "must be at least 1s");
         }
         _ => {}
     }
@@ -346,4 +365,18 @@ fn check_timeouts(path: &str, t: &Timeouts) -> Result<(), Problem> {
         }
     }
     Ok(())
+}
+
+/// Whether `name` is a DNS name: dot-separated labels of letters, digits, `-` and `_`, each 1 to
+/// 63 bytes, 253 at most in all (a trailing dot allowed).
+fn valid_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }

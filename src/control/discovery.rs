@@ -1,14 +1,20 @@
-//! File discovery: pools whose backends come from a file that an orchestrator or a script
-//! writes (`discovery: {file: {path: ...}}`). The file holds a list shaped like a pool's
-//! `backends:` (or a map with a `backends:` key). Its directory is watched (inotify, through
-//! `notify`: an atomic rename into place is seen, which watching the file itself would miss
-//! after the first one), and every file is also read again every few seconds in case an event
-//! was lost. A file that cannot be read, does not parse, breaks a rule or lists no backend at
-//! all changes nothing: the last good set stays, and the failure is logged (once per content)
-//! and counted in `lb_discovery_errors_total`. A pool is never emptied by accident.
+//! Discovery: pools whose backends come from a file that an orchestrator or a script writes
+//! (`discovery: {file: {path: ...}}`) or from DNS (`discovery: {dns: {...}}`, see [`super::dns`]).
+//!
+//! A discovery file holds a list shaped like a pool's `backends:` (or a map with a `backends:`
+//! key). Its directory is watched (inotify, through `notify`: an atomic rename into place is
+//! seen, which watching the file itself would miss after the first one), and every file is also
+//! read again every few seconds in case an event was lost.
+//!
+//! Whatever the source, a result that cannot be had (unreadable file, failed lookup), does not
+//! parse, breaks a rule or holds no backend at all changes nothing: the last good set stays, and
+//! the failure is logged (once, until the outcome changes) and counted in
+//! `lb_discovery_errors_total`. A pool is never emptied by accident.
 
-use crate::config::{BackendConf, MAX_WEIGHT};
+use crate::config::{BackendConf, Discovery, DnsDiscovery, MAX_WEIGHT};
+use crate::control::dns;
 use crate::control::runtime::Runtime;
+use crate::request::member::Source;
 use log::{error, info, warn};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::{HashMap, HashSet};
@@ -33,7 +39,7 @@ pub fn parse(text: &str) -> Result<Vec<BackendConf>, String> {
         serde_yaml::Value::Null => return Err("no backend listed (an empty file)".to_string()),
         other => other,
     };
-    let backends: Vec<BackendConf> = serde_path_to_error::deserialize(list).map_err(|e| {
+    let mut backends: Vec<BackendConf> = serde_path_to_error::deserialize(list).map_err(|e| {
         let at = e.path().to_string();
         format!(
             "backends{}: {}",
@@ -56,6 +62,9 @@ pub fn parse(text: &str) -> Result<Vec<BackendConf>, String> {
             return Err(format!("backends[{i}].address: {} is listed twice", b.address));
         }
     }
+    for b in &mut backends {
+        b.source = Source::File;
+    }
     Ok(backends)
 }
 
@@ -67,17 +76,30 @@ enum Seen {
     Unreadable(PathBuf, String),
 }
 
-/// Follows the discovery files of `runtime`'s pools: reads each now, then on every change.
-pub struct FileDiscovery {
+/// A pool's DNS discovery, running in a task of its own.
+struct DnsTask {
+    conf: DnsDiscovery,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DnsTask {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Follows the discovery sources of `runtime`'s pools.
+pub struct Discoverer {
     runtime: Arc<Runtime>,
     changed: Arc<Notify>,
     watcher: Option<RecommendedWatcher>,
     watched: HashSet<PathBuf>,
     seen: HashMap<String, Seen>,
+    dns: HashMap<String, DnsTask>,
 }
 
-impl FileDiscovery {
-    /// Discovery for the pools of `runtime`; nothing is read before [`FileDiscovery::scan`].
+impl Discoverer {
+    /// Discovery for the pools of `runtime`; nothing is read before [`Discoverer::scan`].
     pub fn new(runtime: Arc<Runtime>) -> Self {
         let changed = Arc::new(Notify::new());
         let wake = Arc::clone(&changed);
@@ -88,52 +110,71 @@ impl FileDiscovery {
         })
         .map_err(|e| warn!("discovery files will be read every {REREAD_EVERY:?} only: cannot watch them: {e}"))
         .ok();
-        FileDiscovery {
+        Discoverer {
             runtime,
             changed,
             watcher,
             watched: HashSet::new(),
             seen: HashMap::new(),
+            dns: HashMap::new(),
         }
     }
 
-    /// Reads every pool's file and applies what changed.
-    pub async fn scan(&mut self) {
-        let files = self.runtime.discovery_files().await;
-        self.seen.retain(|pool, _| files.iter().any(|(p, _)| p == pool));
-        for (pool, path) in files {
-            let path = PathBuf::from(path);
-            self.watch_dir_of(&path);
-            let seen = match std::fs::read(&path) {
-                Ok(bytes) => Seen::Content(path.clone(), bytes),
-                Err(e) => Seen::Unreadable(path.clone(), e.to_string()),
-            };
-            if self.seen.get(&pool) == Some(&seen) {
-                continue;
+    /// Reads every pool's file and applies what changed; starts (or stops) the DNS discovery
+    /// of pools as their settings come and go. At start (`first`), each DNS name is resolved
+    /// once before this returns.
+    pub async fn scan(&mut self, first: bool) {
+        let sources = self.runtime.discovery_sources().await;
+        self.seen
+            .retain(|pool, _| sources.iter().any(|(p, d)| p == pool && d.file.is_some()));
+        self.dns.retain(|pool, task| {
+            sources
+                .iter()
+                .any(|(p, d)| p == pool && d.dns.as_ref() == Some(&task.conf))
+        });
+        for (pool, discovery) in sources {
+            match discovery {
+                Discovery { file: Some(file), .. } => self.read_file(&pool, PathBuf::from(file.path)).await,
+                Discovery { dns: Some(conf), .. } if !self.dns.contains_key(&pool) => {
+                    let task = tokio::spawn(follow_dns(Arc::clone(&self.runtime), pool.clone(), conf.clone()));
+                    if first {
+                        // The first answer (or failure) is in within the resolver's timeouts.
+                        let _ = tokio::time::timeout(Duration::from_secs(5), wait_first(&self.runtime, &pool)).await;
+                    }
+                    self.dns.insert(pool, DnsTask { conf, task });
+                }
+                _ => {}
             }
-            self.apply(&pool, &path, &seen).await;
-            self.seen.insert(pool, seen);
         }
     }
 
-    /// Runs discovery until the task is dropped: a scan after every change, and every few
-    /// seconds.
+    async fn read_file(&mut self, pool: &str, path: PathBuf) {
+        self.watch_dir_of(&path);
+        let seen = match std::fs::read(&path) {
+            Ok(bytes) => Seen::Content(path.clone(), bytes),
+            Err(e) => Seen::Unreadable(path.clone(), e.to_string()),
+        };
+        if self.seen.get(pool) == Some(&seen) {
+            return;
+        }
+        self.apply(pool, &path, &seen).await;
+        self.seen.insert(pool.to_string(), seen);
+    }
+
+    /// Runs discovery until the task is dropped: a scan after every change to a watched
+    /// directory, and every few seconds (which also follows reloads).
     pub async fn run(mut self) {
         loop {
             tokio::select! {
                 () = self.changed.notified() => tokio::time::sleep(SETTLE).await,
                 () = tokio::time::sleep(REREAD_EVERY) => {}
             }
-            self.scan().await;
+            self.scan(false).await;
         }
     }
 
     async fn apply(&self, pool: &str, path: &Path, seen: &Seen) {
-        let stats = |ok: bool| {
-            if let Some(p) = self.runtime.routing().load().pools.get(pool) {
-                p.stats().discovered(ok);
-            }
-        };
+        let stats = |ok: bool| count(&self.runtime, pool, ok);
         let found = match seen {
             Seen::Unreadable(_, e) => Err(format!("cannot read it: {e}")),
             Seen::Content(_, bytes) => std::str::from_utf8(bytes)
@@ -182,6 +223,69 @@ impl FileDiscovery {
                 dir.display()
             ),
         }
+    }
+}
+
+/// Counts a discovery result of `pool`.
+fn count(runtime: &Runtime, pool: &str, ok: bool) {
+    if let Some(p) = runtime.routing().load().pools.get(pool) {
+        p.stats().discovered(ok);
+    }
+}
+
+/// Waits until `pool` has a discovery result, good or bad.
+async fn wait_first(runtime: &Runtime, pool: &str) {
+    loop {
+        let done = runtime
+            .routing()
+            .load()
+            .pools
+            .get(pool)
+            .is_none_or(|p| p.stats().discoveries() != (0, 0));
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Resolves `conf`'s name for pool `pool` again and again, applying each good answer.
+async fn follow_dns(runtime: Arc<Runtime>, pool: String, conf: DnsDiscovery) {
+    let resolver = match dns::resolver(&conf) {
+        Ok(r) => r,
+        Err(e) => {
+            count(&runtime, &pool, false);
+            error!("pool {pool}: DNS discovery of {} cannot start: {e}", conf.name);
+            return;
+        }
+    };
+    let mut last_error: Option<String> = None;
+    loop {
+        let outcome = match dns::resolve(&resolver, &conf).await {
+            Ok((found, until)) => runtime.set_discovered(&pool, found).await.map(|diff| (diff, until)),
+            Err(e) => Err(e),
+        };
+        let wait = match outcome {
+            Ok(((added, removed), until)) => {
+                count(&runtime, &pool, true);
+                if last_error.take().is_some() || !added.is_empty() || !removed.is_empty() {
+                    info!(
+                        "pool {pool}: DNS {} resolved: added {added:?}, removed {removed:?}",
+                        conf.name
+                    );
+                }
+                dns::next_wait(until, conf.refresh.0)
+            }
+            Err(e) => {
+                count(&runtime, &pool, false);
+                if last_error.as_ref() != Some(&e) {
+                    error!("pool {pool}: DNS discovery: {e}; the pool keeps its last good set of backends");
+                }
+                last_error = Some(e);
+                conf.refresh.0.max(dns::MIN_REFRESH)
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 

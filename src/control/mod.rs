@@ -4,7 +4,7 @@
 //!   the pools; TTLs; in-place reloads.
 //! - [`changes`]: the pure rules of registrations, updates, removals and reconciliation.
 //! - [`service`]: the background work: restore at start, health checks, TTL expiry, discovery.
-//! - [`discovery`]: pools whose backends come from a watched file.
+//! - [`discovery`]: pools whose backends come from a watched file or DNS ([`dns`]).
 //! - [`state_file`]: runtime changes persisted atomically and restored at start.
 //! - [`view`]: pools and backends as the API shows them.
 //! - [`admin`]: the admin listener: JSON API, OpenAPI document, dashboard.
@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod changes;
 pub mod discovery;
+pub mod dns;
 pub mod metrics;
 pub mod runtime;
 pub mod service;

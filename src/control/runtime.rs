@@ -4,7 +4,7 @@
 //! TTLs, the state file at start and in-place reloads go through the same path, so there is
 //! one place where backends come and go. Serving the API is `admin`'s job.
 
-use crate::config::{BackendConf, Config, ConfigError};
+use crate::config::{BackendConf, Config, ConfigError, Discovery};
 use crate::control::changes::{self, Change, Effect, Refusal};
 use crate::control::state_file::{now_ms, Changes, StateFile};
 use crate::control::view::{self, BackendView, PoolView};
@@ -129,10 +129,7 @@ fn add_discovered(config: &mut Config, discovered: &BTreeMap<String, Vec<Backend
         conf.backends.retain(|b| b.source == Source::Config);
         for found in discovered.get(name).into_iter().flatten() {
             if !conf.backends.iter().any(|b| b.address == found.address) {
-                conf.backends.push(BackendConf {
-                    source: Source::File,
-                    ..found.clone()
-                });
+                conf.backends.push(found.clone());
             }
         }
     }
@@ -346,14 +343,14 @@ impl Runtime {
         Ok(report)
     }
 
-    /// The discovery files of the pools that have one: `(pool, path)`.
-    pub async fn discovery_files(&self) -> Vec<(String, String)> {
+    /// The discovery settings of the pools that have some: `(pool, discovery)`.
+    pub async fn discovery_sources(&self) -> Vec<(String, Discovery)> {
         let desired = self.desired.lock().await;
         desired
             .config
             .upstreams
             .iter()
-            .filter_map(|(name, u)| Some((name.clone(), u.discovery.as_ref()?.file.as_ref()?.path.clone())))
+            .filter_map(|(name, u)| Some((name.clone(), u.discovery.clone()?)))
             .collect()
     }
 

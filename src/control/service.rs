@@ -4,7 +4,7 @@
 //! a known view of the pools; afterwards it runs the health checks, expires TTLs and forgets
 //! idle rate-limit state, and follows discovery files.
 
-use crate::control::discovery::FileDiscovery;
+use crate::control::discovery::Discoverer;
 use crate::control::runtime::Runtime;
 use crate::request::health;
 use async_trait::async_trait;
@@ -25,8 +25,8 @@ impl BackgroundService for PoolsService {
     async fn start_with_ready_notifier(&self, mut shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
         let runtime = &self.0;
         // Discovered backends first, so that runtime changes to them are restored too.
-        let mut discovery = FileDiscovery::new(Arc::clone(runtime));
-        discovery.scan().await;
+        let mut discovery = Discoverer::new(Arc::clone(runtime));
+        discovery.scan(true).await;
         runtime.restore().await;
         let pools: Vec<_> = runtime.routing().load().pools.values().cloned().collect();
         health::first_rounds(pools).await;

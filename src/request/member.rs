@@ -50,6 +50,8 @@ pub enum Source {
     Api,
     /// Found by file discovery.
     File,
+    /// Found by DNS discovery.
+    Dns,
 }
 
 impl Source {
@@ -57,16 +59,18 @@ impl Source {
         match v {
             1 => Source::Api,
             2 => Source::File,
+            3 => Source::Dns,
             _ => Source::Config,
         }
     }
 
-    /// The name in the API: `config`, `api`, `file`.
+    /// The name in the API: `config`, `api`, `file`, `dns`.
     pub fn name(self) -> &'static str {
         match self {
             Source::Config => "config",
             Source::Api => "api",
             Source::File => "file",
+            Source::Dns => "dns",
         }
     }
 }

@@ -185,6 +185,17 @@ impl Demo {
         panic!("lb-demo {name} did not start");
     }
 
+    /// Starts backend `name` on `addr` (any loopback address), or `None` if it cannot listen there.
+    pub fn start_at(name: &str, addr: SocketAddr) -> Option<Demo> {
+        let (proc, addr) = try_spawn_demo(name, addr, &[])?;
+        Some(Demo {
+            name: name.to_string(),
+            addr,
+            proc: Some(proc),
+            extra: Vec::new(),
+        })
+    }
+
     /// Kills the process; its port stops answering.
     pub fn kill(&mut self) {
         self.proc = None;
