@@ -16,7 +16,6 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY .cargo ./.cargo
 COPY src ./src
 # The admin API's OpenAPI document is embedded in the binary.
 COPY docs ./docs
