@@ -2,12 +2,12 @@
 //! a temporary file renamed into place), within a second; a half-written, invalid or empty file,
 //! or a missing one, changes nothing and is reported (log and `lb_discovery_errors_total`);
 //! backends listed in the config stay beside the discovered ones; runtime changes and in-place
-//! reloads keep the discovered set.
+//! reloads keep the discovered set. Backends in the config may be named by host name.
 
 mod common;
 
 use common::admin::Api;
-use common::{eventually, tally, Demo, Lb, TempDir, PATIENCE};
+use common::{eventually, run_lb, tally, Demo, Lb, TempDir, PATIENCE};
 use std::path::Path;
 use std::time::Duration;
 
@@ -166,4 +166,33 @@ upstreams:
     let want = expect(&[(&a, "config"), (&c, "file")]);
     wait_members(&lb, &api, &want, Duration::from_secs(1), "after a rewrite").await;
     serves(&lb, &["a"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_named_by_host_name_is_resolved_and_a_bad_name_is_a_clear_error() {
+    let a = Demo::start("a");
+    let lb = Lb::start(&format!(
+        "listeners: [{{address: \"{{listen}}\"}}]
+admin: {{address: \"{{admin}}\"}}
+upstreams:
+  web:
+    backends: [{{address: \"localhost:{}\"}}]
+",
+        a.addr.port()
+    ));
+    let api = Api::new(lb.admin());
+    assert_eq!(members(&api, "web").await, expect(&[(&a, "config")]));
+    serves(&lb, &["a"]).await;
+
+    let dir = TempDir::new("hostname");
+    let conf = dir.path("lb.yaml");
+    let yaml = "listeners: [{address: 127.0.0.1:1}]\nupstreams:\n  web:\n    backends: [{address: \"no-such-host.invalid:80\"}]\n";
+    std::fs::write(&conf, yaml).expect("write config");
+    let (status, _, err) = run_lb(&["-t", "-c", &conf.display().to_string()]);
+    assert!(!status.success(), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("upstreams.web.backends[0].address: \"no-such-host.invalid\" does not resolve"),
+        "{err}"
+    );
 }

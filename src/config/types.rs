@@ -7,7 +7,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// An `IP:port` socket address (`127.0.0.1:9001`, `[::1]:8080`). Host names are not resolved.
+/// An `IP:port` socket address (`127.0.0.1:9001`, `[::1]:8080`). Host names are resolved only
+/// where a field says so (a backend's `address`, see [`resolved_addr`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Addr(pub SocketAddr);
 
@@ -19,6 +20,39 @@ impl Addr {
             .map(Addr)
             .map_err(|_| format!("{text:?} is not an IP:port address (e.g. 127.0.0.1:9001)"))
     }
+}
+
+impl Addr {
+    /// Parses `IP:port`, or `host:port` with the host name resolved now (the system's resolver,
+    /// `/etc/hosts` included) to its first address, IPv4 first.
+    pub fn resolve(text: &str) -> Result<Self, String> {
+        if let Ok(addr) = Self::parse(text) {
+            return Ok(addr);
+        }
+        let shape = || format!("{text:?} is not an IP:port or host:port address (e.g. 127.0.0.1:9001)");
+        let (host, port) = text.trim().rsplit_once(':').ok_or_else(shape)?;
+        let port: u16 = port.parse().map_err(|_| shape())?;
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .split('.')
+                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !host_ok {
+            return Err(shape());
+        }
+        let found = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map_err(|e| format!("{host:?} does not resolve: {e}"))?;
+        found
+            .min_by_key(SocketAddr::is_ipv6)
+            .map(Addr)
+            .ok_or_else(|| format!("{host:?} resolves to no address"))
+    }
+}
+
+/// Deserializes a backend's address: `IP:port`, or `host:port` resolved by [`Addr::resolve`].
+pub fn resolved_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Addr, D::Error> {
+    let text = String::deserialize(d)?;
+    Addr::resolve(&text).map_err(de::Error::custom)
 }
 
 impl fmt::Display for Addr {

@@ -290,7 +290,10 @@ impl Default for StickyConf {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConf {
-    /// `IP:port`.
+    /// `IP:port`, or `host:port`: the host name is resolved when the configuration is read (at
+    /// start and at each reload), to its first address, IPv4 first. For a name with several
+    /// addresses that change, use `discovery: {dns: ...}`.
+    #[serde(deserialize_with = "super::types::resolved_addr")]
     pub address: Addr,
     /// Where the entry comes from: the configuration file, or a discovery source.
     #[serde(skip)]
