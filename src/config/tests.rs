@@ -84,10 +84,10 @@ fn a_route_to_a_missing_pool() {
 
 #[test]
 fn a_bad_address() {
-    let yaml = GOOD.replace("127.0.0.1:9002", "10.0.0.x:80");
+    let yaml = GOOD.replace("127.0.0.1:9002", "10.0.0.1:http");
     assert_error(
         &yaml,
-        "upstreams.web.backends[1].address: \"10.0.0.x:80\" is not an IP:port",
+        "upstreams.web.backends[1].address: \"10.0.0.1:http\" is not an IP:port",
     );
 }
 
