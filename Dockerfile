@@ -1,4 +1,5 @@
-# lb in a container: a Rust build stage (with cmake for Pingora's zlib-ng), then a slim runtime.
+# lb in a container: a Rust build stage (with cmake for Pingora's zlib-ng and protoc for the etcd
+# client), then a slim runtime.
 #   docker build -t lb .
 #   docker run -v "$PWD/conf:/etc/lb:ro" -p 8080:8080 lb
 # lb runs as PID 1 and then supervises the serving process: `docker kill -s HUP <container>`
@@ -12,7 +13,7 @@ FROM rust:1-bookworm AS build
 # break the build at every Debian point release (hadolint DL3008).
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake \
+ && apt-get install -y --no-install-recommends cmake protobuf-compiler \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

@@ -175,6 +175,7 @@ impl Cli {
             admin: None,
             clients: ClientConf::default(),
             trusted_proxies: Vec::new(),
+            cluster: None,
         })
     }
 

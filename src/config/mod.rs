@@ -88,6 +88,33 @@ pub struct Config {
     /// TCP peer, or the PROXY header's source).
     #[serde(default)]
     pub trusted_proxies: Vec<Cidr>,
+    /// Runtime state shared by several instances through etcd. Default: none (the admin
+    /// API's changes stay in this instance and its `admin.state_file`).
+    #[serde(default)]
+    pub cluster: Option<ClusterConf>,
+}
+
+/// Where instances share their runtime state.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConf {
+    /// An etcd v3 cluster.
+    pub etcd: EtcdConf,
+}
+
+/// An etcd v3 cluster and the key prefix lb uses in it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConf {
+    /// `http://IP:port` (or `IP:port`) of its members.
+    pub endpoints: Vec<String>,
+    /// Keys live under it. Default `/lb/`.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+}
+
+fn default_etcd_prefix() -> String {
+    "/lb/".to_string()
 }
 
 /// Where the access log goes.

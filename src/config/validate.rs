@@ -37,6 +37,18 @@ impl Config {
         for (name, upstream) in &self.upstreams {
             check_upstream(name, upstream, self.server.max_retries)?;
         }
+        if let Some(cluster) = &self.cluster {
+            let etcd = &cluster.etcd;
+            if etcd.endpoints.is_empty() {
+                return problem("cluster.etcd.endpoints", "list at least one endpoint (http://IP:port)");
+            }
+            if let Some((i, _)) = etcd.endpoints.iter().enumerate().find(|(_, e)| e.trim().is_empty()) {
+                return problem(format!("cluster.etcd.endpoints[{i}]"), "is empty");
+            }
+            if !etcd.prefix.starts_with('/') {
+                return problem("cluster.etcd.prefix", format!("{:?} must start with /", etcd.prefix));
+            }
+        }
         self.check_routes()
     }
 

@@ -4,8 +4,9 @@
 //! TTLs, the state file at start and in-place reloads go through the same path, so there is
 //! one place where backends come and go. Serving the API is `admin`'s job.
 
-use crate::config::{BackendConf, Config, ConfigError, Discovery};
+use crate::config::{BackendConf, Config, ConfigError, Discovery, EtcdConf};
 use crate::control::changes::{self, Change, Effect, Refusal};
+use crate::control::cluster::{Cluster, Mirror};
 use crate::control::state_file::{now_ms, Changes, StateFile};
 use crate::control::view::{self, BackendView, PoolView};
 use crate::error::StartError;
@@ -47,6 +48,9 @@ pub struct Runtime {
     desired: Mutex<Desired>,
     store: Option<StateFile>,
     loader: Loader,
+    /// The shared store, with `cluster:` (then `store` is not used).
+    cluster: Option<EtcdConf>,
+    etcd: tokio::sync::OnceCell<Cluster>,
 }
 
 /// What a change did to a backend, as the API answers it.
@@ -72,7 +76,7 @@ pub struct ReloadReport {
     /// Number of routes now.
     pub routes: usize,
     /// Sections that changed but only take effect with `lb upgrade` (listeners, server,
-    /// admin, metrics, access_log).
+    /// admin, metrics, access_log, cluster).
     pub needs_upgrade: Vec<&'static str>,
 }
 
@@ -157,6 +161,9 @@ fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.admin != new.admin {
         out.push("admin");
     }
+    if old.cluster != new.cluster {
+        out.push("cluster");
+    }
     if old.metrics.as_ref().map(|m| m.address) != new.metrics.as_ref().map(|m| m.address) {
         out.push("metrics");
     }
@@ -170,6 +177,7 @@ impl Runtime {
     /// The runtime of `config` (read again by `loader` on a reload), keeping runtime changes in
     /// `state_file` when given. Pools have the file's members until [`Runtime::restore`].
     pub fn new(config: Config, loader: Loader, state_file: Option<&Path>) -> Result<Arc<Runtime>, StartError> {
+        let config_cluster = config.cluster.as_ref().map(|c| c.etcd.clone());
         let table = build_table(&config, None)?;
         set_all_members(&table, &config, &Changes::default());
         Ok(Arc::new(Runtime {
@@ -181,8 +189,10 @@ impl Runtime {
                 renewed: false,
                 renewals_written: Instant::now(),
             }),
-            store: state_file.map(StateFile::new),
+            store: state_file.filter(|_| config_cluster.is_none()).map(StateFile::new),
             loader,
+            cluster: config_cluster,
+            etcd: tokio::sync::OnceCell::new(),
         }))
     }
 
@@ -193,7 +203,72 @@ impl Runtime {
 
     /// Whether runtime changes survive a restart.
     pub fn persistent(&self) -> bool {
-        self.store.is_some()
+        self.store.is_some() || self.cluster.is_some()
+    }
+
+    /// The etcd client, with `cluster:`.
+    async fn etcd(&self) -> Option<Result<&Cluster, String>> {
+        let conf = self.cluster.as_ref()?;
+        Some(self.etcd.get_or_try_init(|| Cluster::connect(conf)).await)
+    }
+
+    /// Writes a change made through this instance to etcd (with `cluster:`): `Ok(false)`
+    /// without a cluster, a 503 when etcd cannot take it.
+    async fn share(&self, old: &Changes, new: &Changes, pool: &str, addr: SocketAddr) -> Result<bool, Refusal> {
+        let Some(etcd) = self.etcd().await else {
+            return Ok(false);
+        };
+        let written = match etcd {
+            Ok(etcd) => etcd.write(old, new, pool, addr).await,
+            Err(e) => Err(e),
+        };
+        written.map(|()| true).map_err(|e| {
+            let msg = format!("the shared state (etcd) is unreachable: {e}; nothing was changed");
+            error!("{msg}");
+            Refusal::new(503, msg)
+        })
+    }
+
+    /// Makes `shared` (the cluster's state, as etcd holds it) this instance's runtime state.
+    pub async fn adopt(&self, shared: Changes) {
+        let mut desired = self.desired.lock().await;
+        let changes = changes::reconcile(&desired.config, &shared, now_ms());
+        set_all_members(&self.routing.load(), &desired.config, &changes);
+        desired.changes = changes;
+    }
+
+    /// With `cluster:`, follows etcd for as long as the process runs: the state read at start,
+    /// then every change, with a fresh read whenever the watch has to start again.
+    pub async fn follow_cluster(self: Arc<Self>) {
+        if self.cluster.is_none() {
+            return std::future::pending().await;
+        }
+        let mut mirror = Mirror::default();
+        let mut failing = false;
+        loop {
+            let followed = match self.etcd().await {
+                Some(Ok(etcd)) => match etcd.load(&mut mirror).await {
+                    Ok((shared, revision)) => {
+                        self.adopt(shared).await;
+                        if std::mem::take(&mut failing) {
+                            info!("the shared state (etcd) is reachable again: caught up");
+                        }
+                        let runtime = Arc::clone(&self);
+                        etcd.watch(&mut mirror, revision, async move |shared| runtime.adopt(shared).await)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+                Some(Err(e)) => Err(e),
+                None => return,
+            };
+            if let Err(e) = followed {
+                if !std::mem::replace(&mut failing, true) {
+                    warn!("{e}; serving the last known state until etcd answers again");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     fn persist(&self, changes: &Changes) -> Result<bool, Refusal> {
@@ -211,6 +286,14 @@ impl Runtime {
     /// Restores the state file's changes (start-up, and after an upgrade's hand-over), made to
     /// fit the configuration.
     pub async fn restore(&self) {
+        if let Some(Ok(etcd)) = self.etcd().await {
+            match tokio::time::timeout(Duration::from_secs(5), etcd.load(&mut Mirror::default())).await {
+                Ok(Ok((shared, _))) => self.adopt(shared).await,
+                Ok(Err(e)) => warn!("{e}; starting from the configuration alone until etcd answers"),
+                Err(_) => warn!("etcd did not answer in 5 s; starting from the configuration alone until it does"),
+            }
+            return;
+        }
         let Some(store) = &self.store else { return };
         let kept = store.load();
         let mut desired = self.desired.lock().await;
@@ -239,7 +322,9 @@ impl Runtime {
         }
         let members = changes::members(conf, changes.pools.get(pool));
         changes::check_members(pool, conf, &members)?;
-        let persisted = if effect == Effect::Renewed {
+        let persisted = if self.cluster.is_some() {
+            self.share(&desired.changes, &changes, pool, addr).await?
+        } else if effect == Effect::Renewed {
             desired.renewed = true;
             self.store.is_some()
         } else {

@@ -46,6 +46,7 @@ impl BackgroundService for PoolsService {
             _ = checks => {}
             _ = ttls => {}
             () = discovery.run() => {}
+            () = Arc::clone(runtime).follow_cluster() => {}
             _ = shutdown.changed() => {}
         }
     }

@@ -1,0 +1,210 @@
+//! Runtime state shared by several instances through etcd (`cluster: {etcd: ...}`), as
+//! Apache APISIX does: each runtime change of a backend (a registration, a weight or state
+//! override, a removal of a listed backend) is one key, `PREFIX/pools/POOL/IP:PORT`, holding
+//! its JSON; a registration with a TTL is put under an etcd lease of that TTL, so etcd removes
+//! it when its heartbeats stop, for every instance at once. Every instance reads the prefix at
+//! start and then follows a watch from that revision, applying each change to its pools; when
+//! etcd is unreachable it keeps serving its last known state, admin writes answer `503`, and
+//! the watch is restarted (with a fresh read, to catch up) once etcd is back.
+
+use crate::config::EtcdConf;
+use crate::control::state_file::{Changes, Override, PoolChanges, Registered};
+use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One runtime change of one backend, as stored in etcd.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Entry {
+    Registered(Registered),
+    Override(Override),
+    Removed,
+}
+
+/// The keys under the prefix, as last read or watched: key → (create revision, entry).
+#[derive(Default)]
+pub struct Mirror(BTreeMap<String, (i64, Entry)>);
+
+/// A connection to the cluster's etcd.
+pub struct Cluster {
+    client: Client,
+    prefix: String,
+}
+
+/// The entry of backend `addr` in `pc`, if any.
+fn entry_of(pc: Option<&PoolChanges>, addr: SocketAddr) -> Option<Entry> {
+    let pc = pc?;
+    if pc.removed.contains(&addr) {
+        return Some(Entry::Removed);
+    }
+    if let Some(r) = pc.registered.iter().find(|r| r.address == addr) {
+        return Some(Entry::Registered(r.clone()));
+    }
+    pc.overrides
+        .iter()
+        .find(|o| o.address == addr)
+        .map(|o| Entry::Override(o.clone()))
+}
+
+impl Cluster {
+    /// A client for `conf` (connections are made on first use).
+    pub async fn connect(conf: &EtcdConf) -> Result<Cluster, String> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(3))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let endpoints: Vec<String> = conf
+            .endpoints
+            .iter()
+            .map(|e| e.trim_start_matches("http://").trim_end_matches('/').to_string())
+            .collect();
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| format!("etcd {:?}: {e}", conf.endpoints))?;
+        Ok(Cluster {
+            client,
+            prefix: conf.prefix.clone(),
+        })
+    }
+
+    fn key(&self, pool: &str, addr: SocketAddr) -> String {
+        format!("{}pools/{pool}/{addr}", self.prefix)
+    }
+
+    /// Reads every key: the state and the revision it was read at.
+    pub async fn load(&self, mirror: &mut Mirror) -> Result<(Changes, i64), String> {
+        let got = self
+            .client
+            .clone()
+            .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| format!("etcd read failed: {e}"))?;
+        let revision = got.header().map_or(0, |h| h.revision());
+        mirror.0.clear();
+        for kv in got.kvs() {
+            let (Ok(key), Ok(value)) = (kv.key_str(), kv.value_str()) else {
+                continue;
+            };
+            match serde_json::from_str::<Entry>(value) {
+                Ok(entry) => {
+                    mirror.0.insert(key.to_string(), (kv.create_revision(), entry));
+                }
+                Err(e) => log::warn!("etcd key {key}: not an lb entry, ignored: {e}"),
+            }
+        }
+        Ok((self.changes(mirror), revision))
+    }
+
+    /// The state the keys in `mirror` describe (registrations in the order they were made).
+    fn changes(&self, mirror: &Mirror) -> Changes {
+        let mut changes = Changes::default();
+        let mut registered: BTreeMap<String, Vec<(i64, Registered)>> = BTreeMap::new();
+        let base = format!("{}pools/", self.prefix);
+        for (key, (created, entry)) in &mirror.0 {
+            let Some((pool, addr)) = key.strip_prefix(&base).and_then(|rest| rest.split_once('/')) else {
+                continue;
+            };
+            let Ok(addr) = addr.parse::<SocketAddr>() else { continue };
+            let pc = changes.pools.entry(pool.to_string()).or_default();
+            match entry {
+                Entry::Registered(r) => registered.entry(pool.to_string()).or_default().push((
+                    *created,
+                    Registered {
+                        address: addr,
+                        ..r.clone()
+                    },
+                )),
+                Entry::Override(o) => pc.overrides.push(Override {
+                    address: addr,
+                    ..o.clone()
+                }),
+                Entry::Removed => pc.removed.push(addr),
+            }
+        }
+        for (pool, mut list) in registered {
+            list.sort_by_key(|(created, _)| *created);
+            let pc = changes.pools.entry(pool).or_default();
+            pc.registered = list.into_iter().map(|(_, r)| r).collect();
+        }
+        changes
+    }
+
+    /// Writes the change of backend `addr` of `pool` from `old` to `new`: its key put (under a
+    /// lease for a registration with a TTL) or deleted.
+    pub async fn write(&self, old: &Changes, new: &Changes, pool: &str, addr: SocketAddr) -> Result<(), String> {
+        let before = entry_of(old.pools.get(pool), addr);
+        let after = entry_of(new.pools.get(pool), addr);
+        let key = self.key(pool, addr);
+        let mut client = self.client.clone();
+        let failed = |e: etcd_client::Error| format!("etcd write failed: {e}");
+        match after {
+            None if before.is_some() => {
+                client.delete(key, None).await.map_err(failed)?;
+            }
+            None => {}
+            Some(entry) => {
+                let value = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
+                let options = match &entry {
+                    Entry::Registered(Registered { ttl_ms: Some(ms), .. }) => {
+                        let seconds = i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX).max(1);
+                        let lease = client.lease_grant(seconds, None).await.map_err(failed)?;
+                        Some(PutOptions::new().with_lease(lease.id()))
+                    }
+                    _ => None,
+                };
+                client.put(key, value, options).await.map_err(failed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows the keys from `revision`: calls `apply` with the whole state after every
+    /// change; returns when the watch ends (etcd gone, or the revision compacted).
+    pub async fn watch(
+        &self,
+        mirror: &mut Mirror,
+        revision: i64,
+        mut apply: impl AsyncFnMut(Changes),
+    ) -> Result<(), String> {
+        let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
+        let mut stream = self
+            .client
+            .clone()
+            .watch(self.prefix.as_str(), Some(options))
+            .await
+            .map_err(|e| format!("etcd watch failed: {e}"))?;
+        loop {
+            let Some(resp) = stream.message().await.map_err(|e| format!("etcd watch ended: {e}"))? else {
+                return Err("etcd watch ended".to_string());
+            };
+            if resp.canceled() {
+                return Err(format!(
+                    "etcd watch canceled (compacted at {})",
+                    resp.compact_revision()
+                ));
+            }
+            if resp.events().is_empty() {
+                continue;
+            }
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                let Ok(key) = kv.key_str() else { continue };
+                match event.event_type() {
+                    EventType::Delete => {
+                        mirror.0.remove(key);
+                    }
+                    EventType::Put => match kv.value_str().map(serde_json::from_str::<Entry>) {
+                        Ok(Ok(entry)) => {
+                            mirror.0.insert(key.to_string(), (kv.create_revision(), entry));
+                        }
+                        _ => log::warn!("etcd key {key}: not an lb entry, ignored"),
+                    },
+                }
+            }
+            apply(self.changes(mirror)).await;
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Two lb instances sharing their runtime state through a real etcd (Debian's `etcd-server`,
+//! started here on loopback ports): a registration made through one gets traffic from the
+//! other, a drain made through the other holds on the first, a TTL registration expires on
+//! both; with etcd gone both keep serving their last state and admin writes get 503; with etcd
+//! back the next change reaches both.
+
+mod common;
+
+use common::admin::{backend_path, Api};
+use common::client::get;
+use common::{eventually, free_addr, tally, Demo, Guard, Lb, TempDir, PATIENCE};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A single-node etcd on two loopback ports, its data in `dir`.
+struct Etcd {
+    client: SocketAddr,
+    peer: SocketAddr,
+    dir: TempDir,
+    proc: Option<Guard>,
+}
+
+impl Etcd {
+    async fn start() -> Etcd {
+        let mut etcd = Etcd {
+            client: free_addr(),
+            peer: free_addr(),
+            dir: TempDir::new("etcd"),
+            proc: None,
+        };
+        etcd.run().await;
+        etcd
+    }
+
+    async fn run(&mut self) {
+        let (client, peer) = (format!("http://{}", self.client), format!("http://{}", self.peer));
+        let log = std::fs::File::create(self.dir.path("etcd.log")).expect("log file");
+        let child = Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(self.dir.path("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("t={peer}"), "--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (Debian's etcd-server) must be installed: scripts/setup does it");
+        self.proc = Some(Guard(child));
+        let client = self.client;
+        let up = eventually(PATIENCE, async || {
+            get(client, "/health").await.is_ok_and(|r| r.text().contains("true"))
+        })
+        .await;
+        assert!(up, "etcd did not start: {}", self.log());
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            proc.signal("TERM");
+            proc.wait_exit(PATIENCE);
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("etcd.log")).unwrap_or_default()
+    }
+}
+
+fn config(etcd: &Etcd, a: &Demo) -> String {
+    format!(
+        "listeners: [{{address: \"{{listen}}\"}}]
+admin: {{address: \"{{admin}}\"}}
+cluster: {{etcd: {{endpoints: [\"http://{}\"], prefix: /lb-test/}}}}
+upstreams:
+  web:
+    backends: [{}]
+",
+        etcd.client,
+        a.yaml()
+    )
+}
+
+/// The state of `addr` in pool `web` as instance `api` shows it (`None`: not a member).
+async fn state(api: &Api, addr: SocketAddr) -> Option<String> {
+    api.backend("web", addr)
+        .await
+        .map(|b| b["state"].as_str().unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_registrations_drains_and_ttls_through_etcd() {
+    let mut etcd = Etcd::start().await;
+    let (a, b, c) = (Demo::start("a"), Demo::start("b"), Demo::start("c"));
+    let (one, two) = (Lb::start(&config(&etcd, &a)), Lb::start(&config(&etcd, &a)));
+    let (api1, api2) = (Api::new(one.admin()), Api::new(two.admin()));
+
+    // Registered through instance 1: instance 2 sends it traffic within 2 s.
+    api1.put("web", b.addr, "{}").await;
+    let seen = eventually(Duration::from_secs(2), async || state(&api2, b.addr).await.is_some()).await;
+    assert!(seen, "instance 2 did not get b\n{}", two.log());
+    let counts = tally(&two, "/", 20).await;
+    assert_eq!(counts.keys().collect::<Vec<_>>(), ["a", "b"], "{counts:?}");
+
+    // Drained through instance 2: it holds on instance 1.
+    api2.patch("web", b.addr, r#"{"state": "drain"}"#).await;
+    let drained = eventually(Duration::from_secs(2), async || {
+        state(&api1, b.addr).await.as_deref() == Some("drain")
+    })
+    .await;
+    assert!(drained, "{}", one.log());
+    let counts = tally(&one, "/", 20).await;
+    assert_eq!(counts.keys().collect::<Vec<_>>(), ["a"], "{counts:?}");
+
+    // A TTL registration without heartbeats expires on both (etcd's lease ends it).
+    api1.put("web", c.addr, r#"{"ttl": "2s"}"#).await;
+    assert!(eventually(Duration::from_secs(2), async || state(&api2, c.addr).await.is_some()).await);
+    let gone = eventually(PATIENCE, async || {
+        state(&api1, c.addr).await.is_none() && state(&api2, c.addr).await.is_none()
+    })
+    .await;
+    assert!(gone, "c did not expire on both");
+
+    // etcd goes away: both keep serving their last state, every request answered; writes get 503.
+    etcd.stop();
+    for lb in [&one, &two] {
+        let counts = tally(lb, "/", 20).await;
+        assert_eq!(counts.keys().collect::<Vec<_>>(), ["a"], "{counts:?}");
+    }
+    let (status, json) = api1
+        .json("PATCH", &backend_path("web", b.addr), Some(r#"{"state": "ready"}"#))
+        .await;
+    assert_eq!(status, 503, "{json}");
+    assert!(json["error"].as_str().unwrap_or_default().contains("etcd"), "{json}");
+    assert_eq!(state(&api1, b.addr).await.as_deref(), Some("drain"));
+
+    // etcd is back: the next change reaches both.
+    etcd.run().await;
+    let written = eventually(PATIENCE, async || {
+        let (status, _) = api1
+            .json("PATCH", &backend_path("web", b.addr), Some(r#"{"state": "ready"}"#))
+            .await;
+        status == 200
+    })
+    .await;
+    assert!(written, "{}", one.log());
+    let ready = eventually(PATIENCE, async || {
+        state(&api2, b.addr).await.as_deref() == Some("ready")
+    })
+    .await;
+    assert!(ready, "{}", two.log());
+    let counts = tally(&two, "/", 20).await;
+    assert_eq!(counts.keys().collect::<Vec<_>>(), ["a", "b"], "{counts:?}");
+}
