@@ -50,8 +50,8 @@ const MISTAKES: &[(&str, &str, &str)] = &[
     ),
     (
         "127.0.0.1:9002",
-        "10.0.0.x:80",
-        "upstreams.web.backends[1].address: \"10.0.0.x:80\" is not an IP:port",
+        "10.0.0.1:http",
+        "upstreams.web.backends[1].address: \"10.0.0.1:http\" is not an IP:port",
     ),
     (
         "weight: 2",
