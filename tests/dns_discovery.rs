@@ -44,9 +44,17 @@ impl Dns {
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::new(&origin), vec![zone.clone() as Arc<dyn ZoneHandler>]);
         let mut server = Server::new(catalog);
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
-        let addr = udp.local_addr().expect("addr");
-        let tcp = tokio::net::TcpListener::bind(addr).await.expect("bind tcp");
+        // UDP and TCP on one port number: the TCP side may be taken, then try another.
+        let mut bound = None;
+        for _ in 0..50 {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+            let addr = udp.local_addr().expect("addr");
+            if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+                bound = Some((udp, tcp, addr));
+                break;
+            }
+        }
+        let (udp, tcp, addr) = bound.expect("no loopback port free for both UDP and TCP");
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 16);
         Dns { addr, zone, server }
