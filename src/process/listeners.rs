@@ -21,7 +21,7 @@ use pingora_proxy::HttpProxy;
 use std::sync::Arc;
 
 /// The proxy application as Pingora runs it.
-pub type ProxyApp = Draining<Front<HttpProxy<Lb>>>;
+pub type ProxyApp = Draining<Front<HttpProxy<Lb>, Lb>>;
 
 /// What the proxy service needs besides the configuration.
 pub struct Parts {
@@ -51,11 +51,17 @@ pub fn client_rules(config: &Config) -> ClientRules {
     }
 }
 
+/// `LB_PROXY_PATH=pingora` in the environment turns lb's own request loop off: every request
+/// goes through Pingora's `HttpProxy` (to compare the two; the test suite passes on both).
+pub const PROXY_PATH_ENV: &str = "LB_PROXY_PATH";
+
 /// The proxy's edge settings of `config`.
 pub fn edge(config: &Config) -> Edge {
     Edge {
         trusted_proxies: config.trusted_proxies.clone(),
         max_body: (config.clients.max_body_size.0 > 0).then_some(config.clients.max_body_size.0),
+        direct: std::env::var_os(PROXY_PATH_ENV).is_none_or(|path| path != "pingora"),
+        upstream_keepalive: config.server.upstream_keepalive_pool_size,
     }
 }
 
@@ -96,6 +102,7 @@ pub fn proxy_service(
         })
         .collect();
     let h1 = pingora_proxy::http_proxy(conf, parts.lb.clone());
+    let direct = parts.lb.direct_enabled().then(|| parts.lb.clone());
     let h2c = config.listeners.iter().any(|l| l.h2c).then(|| {
         let mut proxy = pingora_proxy::http_proxy(conf, parts.lb);
         let mut options = HttpServerOptions::default();
@@ -108,6 +115,7 @@ pub fn proxy_service(
     let front = Front::new(
         h1,
         h2c,
+        direct,
         rules,
         client,
         Arc::clone(&parts.life.traffic),

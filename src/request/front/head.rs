@@ -100,6 +100,11 @@ pub struct Head {
     pub upgrade: bool,
     /// Whether an HTTP/1.1 request carries `Expect: 100-continue`.
     pub expect_continue: bool,
+    /// Whether the head carries no field a proxy rewrites or answers besides `Host` and the
+    /// framing fields: no hop-by-hop field (`Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
+    /// `Proxy-Authorization`, `TE`, `Trailer`, `Upgrade`, `HTTP2-Settings`), no `Expect`, no
+    /// `Max-Forwards`, and `Connection` with no option but `close` and `keep-alive`.
+    pub plain: bool,
     /// The head as the proxy forwards it to its HTTP parser: request line rebuilt as
     /// `method SP origin-form-target SP HTTP/1.<minor>` CRLF (absolute-form turned into origin-form: path,
     /// or "/" when empty, plus query; `*` for OPTIONS with an empty path and no query; asterisk and
@@ -137,9 +142,29 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Head, HeadError> {
         close: fields.close || (line.minor == 0 && !fields.keep_alive),
         upgrade: line.minor == 1 && fields.upgrade && fields.connection_upgrade,
         expect_continue: line.minor == 1 && fields.expect_continue,
+        plain: !fields.special,
         canonical: canonical(buf, &line, &target, end, fields.count),
         host: host.map(ascii_string),
     })
+}
+
+/// Fields (besides those `Fields::add` looks at) that make a head not [`Head::plain`].
+const SPECIAL: [&[u8]; 8] = [
+    b"keep-alive",
+    b"proxy-connection",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"te",
+    b"trailer",
+    b"http2-settings",
+    b"max-forwards",
+];
+
+/// Whether field `name` is one of [`SPECIAL`].
+fn is_special(name: &[u8]) -> bool {
+    SPECIAL
+        .iter()
+        .any(|special| special.len() == name.len() && special.eq_ignore_ascii_case(name))
 }
 
 /// A 400 with `reason`.
@@ -563,6 +588,8 @@ struct Fields<'a> {
     connection_upgrade: bool,
     upgrade: bool,
     expect_continue: bool,
+    /// A field that makes the head not [`Head::plain`] was seen.
+    special: bool,
 }
 
 impl<'a> Fields<'a> {
@@ -581,6 +608,7 @@ impl<'a> Fields<'a> {
             connection_upgrade: false,
             upgrade: false,
             expect_continue: false,
+            special: false,
         }
     }
 
@@ -597,10 +625,13 @@ impl<'a> Fields<'a> {
         } else if named("connection") {
             self.add_connection(value)
         } else if named("upgrade") {
+            self.special = true;
             self.add_upgrade(value)
         } else if named("expect") {
+            self.special = true;
             self.add_expect(value)
         } else {
+            self.special |= is_special(name);
             Ok(())
         }
     }
@@ -656,9 +687,12 @@ impl<'a> Fields<'a> {
             if !is_token(option) {
                 return Err(bad("invalid Connection option"));
             }
-            self.close |= option.eq_ignore_ascii_case(b"close");
-            self.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+            let close = option.eq_ignore_ascii_case(b"close");
+            let keep_alive = option.eq_ignore_ascii_case(b"keep-alive");
+            self.close |= close;
+            self.keep_alive |= keep_alive;
             self.connection_upgrade |= option.eq_ignore_ascii_case(b"upgrade");
+            self.special |= !close && !keep_alive;
         }
         Ok(())
     }

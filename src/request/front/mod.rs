@@ -26,7 +26,7 @@ use crate::request::access_log::AccessLog;
 use crate::request::traffic::Traffic;
 use async_trait::async_trait;
 use conn::Conn;
-use head::{Framing, Head, HeadError, Limits};
+use head::{Framing, Head, HeadError, Limits, TargetForm};
 use listener::{ListenerRule, Slot};
 use park::{Lot, Wait, Woken};
 use pingora_core::apps::{HttpServerApp, ServerApp};
@@ -35,6 +35,7 @@ use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 pub use reject::FrontStats;
 use reject::Refusal;
+use std::future::Future;
 use std::io;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -68,9 +69,37 @@ pub struct ClientRules {
     pub max_body: Option<u64>,
 }
 
-/// The front, over the proxy application `A` (Pingora's `HttpProxy`).
-pub struct Front<A> {
+/// lb's own handling of the common request (`proxy::direct`).
+pub trait Direct: Send + Sync + 'static {
+    /// Serves the request whose checked head starts `conn` (no body follows it), or declines
+    /// it and gives `conn` back as it came.
+    fn serve(&self, conn: Box<Conn>, shutdown: &ShutdownWatch) -> impl Future<Output = Served> + Send;
+}
+
+/// What became of a request offered to [`Direct::serve`].
+pub enum Served {
+    /// It was served; the connection, if it can take another request.
+    Done(Option<Stream>),
+    /// It was declined: the connection, the request unread.
+    Declined(Box<Conn>),
+}
+
+/// Whether a request with `head` can be offered to [`Direct`]: no body, a plain head in
+/// origin form.
+fn direct_candidate(head: &Head) -> bool {
+    head.plain
+        && !head.upgrade
+        && !head.expect_continue
+        && head.form == TargetForm::Origin
+        && matches!(head.framing, Framing::None | Framing::Length(0))
+}
+
+/// The front, over the proxy application `A` (Pingora's `HttpProxy`) and lb's own request
+/// loop `D`.
+pub struct Front<A, D> {
     app: Arc<A>,
+    /// lb's own request loop, when it is on.
+    direct: Option<D>,
     /// The same proxy with h2c enabled, for listeners that accept it.
     h2c_app: Option<Arc<A>>,
     listeners: Vec<ListenerRule>,
@@ -82,11 +111,14 @@ pub struct Front<A> {
     lot: OnceLock<Option<Arc<Lot>>>,
 }
 
-impl<A> Front<A> {
-    /// A front for `listeners` before `app` (and `h2c_app` for h2c listeners).
+impl<A, D> Front<A, D> {
+    /// A front for `listeners` before `app` (and `h2c_app` for h2c listeners), serving what it
+    /// can with `direct`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         app: A,
         h2c_app: Option<A>,
+        direct: Option<D>,
         listeners: Vec<ListenerRule>,
         rules: ClientRules,
         traffic: Arc<Traffic>,
@@ -95,6 +127,7 @@ impl<A> Front<A> {
     ) -> Self {
         Front {
             app: Arc::new(app),
+            direct,
             h2c_app: h2c_app.map(Arc::new),
             listeners,
             rules,
@@ -141,9 +174,10 @@ enum NoHead {
     Refused(Refusal),
 }
 
-impl<A> Front<A>
+impl<A, D> Front<A, D>
 where
     A: HttpServerApp + Send + Sync + 'static,
+    D: Direct,
 {
     /// Waits for the first byte of a request on an idle connection until `until`; once the
     /// server stops, a request already on its way still gets [`LATE_REQUEST_WINDOW`] to arrive.
@@ -252,7 +286,7 @@ where
             }
             served += 1;
             let last = served == self.rules.keepalive_requests;
-            conn = Box::pin(self.serve_one(conn, first.take(), last, shutdown)).await?;
+            conn = self.serve_one(conn, first.take(), last, shutdown).await?;
         }
         None
     }
@@ -279,14 +313,27 @@ where
             return None;
         }
         conn.begin(head.len, &head.canonical, &head.framing);
+        let direct = self.direct.as_ref().filter(|_| direct_candidate(&head));
         drop(head);
         // Said in the response by the proxy (the session resets keep-alive from the request).
         let last = last || *shutdown.borrow() || self.traffic.draining();
         conn.set_last(last);
+        let conn = match direct {
+            Some(direct) => match direct.serve(conn, shutdown).await {
+                Served::Done(stream) => return Self::after(stream?, last),
+                Served::Declined(conn) => conn,
+            },
+            None => conn,
+        };
         let mut session = ServerSession::new_http1(conn);
         session.set_read_timeout(Some(self.rules.body_timeout));
         let reused = self.app.process_new_http(session, shutdown).await?;
         let (stream, _settings) = reused.consume();
+        Self::after(stream, last)
+    }
+
+    /// The connection after a request, if it takes another.
+    fn after(stream: Stream, last: bool) -> Option<Box<Conn>> {
         let mut conn = stream.into_any().downcast::<Conn>().ok()?;
         if !conn.request_done() || last {
             return None;
@@ -349,9 +396,10 @@ where
     }
 }
 
-impl<A> Front<A>
+impl<A, D> Front<A, D>
 where
     A: HttpServerApp + Send + Sync + 'static,
+    D: Direct,
 {
     /// Parks a quiet `conn` until its next request; the lot's task starts with the first. In
     /// the rare case the lot cannot be had, the idle connection is closed (and no other is
@@ -400,9 +448,10 @@ where
 }
 
 #[async_trait]
-impl<A> ServerApp for Front<A>
+impl<A, D> ServerApp for Front<A, D>
 where
     A: HttpServerApp + ServerApp + Send + Sync + 'static,
+    D: Direct,
 {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let rule = self.rule_of(&stream);
@@ -457,9 +506,10 @@ struct Serving {
 
 impl Serving {
     /// Serves the connection in a task of its own, until it ends or is parked.
-    fn spawn<A>(self, front: Arc<Front<A>>, slot: Slot, shutdown: ShutdownWatch)
+    fn spawn<A, D>(self, front: Arc<Front<A, D>>, slot: Slot, shutdown: ShutdownWatch)
     where
         A: HttpServerApp + Send + Sync + 'static,
+        D: Direct,
     {
         tokio::spawn(async move {
             let parking = front.serve_h1(self.conn, self.first, self.served, &shutdown).await;

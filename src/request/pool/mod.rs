@@ -341,6 +341,11 @@ impl Pool {
         self.peers.tunnel()
     }
 
+    /// Whether the backends are reached over plaintext HTTP/1.1.
+    pub fn plain_http1(&self) -> bool {
+        self.peers.plain_http1()
+    }
+
     /// Whether the backends are reached over TLS.
     pub fn backend_tls(&self) -> bool {
         self.peers.tls()

@@ -111,6 +111,11 @@ impl PeerTemplate {
     pub fn tls(&self) -> bool {
         self.tls
     }
+
+    /// Whether backends are reached over plaintext HTTP/1.1 (what lb's own request loop speaks).
+    pub fn plain_http1(&self) -> bool {
+        !self.tls && matches!(self.options.alpn, ALPN::H1)
+    }
 }
 
 fn fnv(bytes: &[u8]) -> u64 {

@@ -3,29 +3,45 @@
 //! `Max-Forwards` decremented (§7.6.2); and who the client is when trusted proxies stand in
 //! front (`X-Forwarded-For` read from the right, as nginx's `real_ip_recursive`). The client's
 //! `Host` header itself is passed unchanged.
+//!
+//! The request to the backend is rebuilt without Pingora's header-case map ([`without_case`]),
+//! as HAProxy does: field names go out in their canonical case (`Host`, `User-Agent`, ...) or
+//! lower case, and the fields added here go straight into the header map, with no name parsed
+//! again and no second map to keep in step.
 
 use crate::config::Cidr;
 use http::header::{HOST, MAX_FORWARDS, VIA};
-use http::HeaderValue;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue};
 use pingora_error::Result;
 use pingora_http::RequestHeader;
 use std::io::Write;
 use std::net::IpAddr;
 
-const XFF: &str = "x-forwarded-for";
-const XFP: &str = "x-forwarded-proto";
-const XFH: &str = "x-forwarded-host";
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Fields the request to the backend may gain here (X-Forwarded-*, Via, Host).
+pub const ADDED: usize = 5;
+
+/// The parts of `req` without its header-case map, with room for the fields added here.
+pub fn without_case(req: RequestHeader) -> Parts {
+    let mut parts = Parts::from(req);
+    parts.headers.reserve(ADDED);
+    parts
+}
 
 /// Appends the client to `X-Forwarded-For` (all earlier values kept, in one comma-separated
 /// header) and sets `X-Forwarded-Proto` to `scheme` and `X-Forwarded-Host` to the `Host`.
-pub fn set_headers(req: &mut RequestHeader, client: Option<IpAddr>, scheme: &'static str) -> Result<()> {
+pub fn set_headers(req: &mut Parts, client: Option<IpAddr>, scheme: &'static str) -> Result<()> {
     if let Some(ip) = client {
         let value = xff_value(req, ip.to_canonical());
-        req.insert_header(XFF, value)?;
+        req.headers.insert(XFF, value);
     }
-    req.insert_header(XFP, HeaderValue::from_static(scheme))?;
+    req.headers.insert(XFP, HeaderValue::from_static(scheme));
     if let Some(host) = req.headers.get(HOST).cloned() {
-        req.insert_header(XFH, host)?;
+        req.headers.insert(XFH, host);
     }
     Ok(())
 }
@@ -33,15 +49,20 @@ pub fn set_headers(req: &mut RequestHeader, client: Option<IpAddr>, scheme: &'st
 /// A `Host` for a request that has none (HTTP/1.0 may come without one; what lb forwards is
 /// HTTP/1.1, which must carry it, RFC 9112 §3.2): the backend's address, as nginx's
 /// `$proxy_host`.
-pub fn ensure_host(req: &mut RequestHeader, backend: Option<std::net::SocketAddr>) -> Result<()> {
+pub fn ensure_host(req: &mut Parts, backend: Option<std::net::SocketAddr>) -> Result<()> {
     match (req.headers.get(HOST), backend) {
-        (None, Some(addr)) => req.insert_header(HOST, addr.to_string()),
+        (None, Some(addr)) => {
+            if let Ok(value) = HeaderValue::from_str(&addr.to_string()) {
+                req.headers.insert(HOST, value);
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }
 
 /// `Via: 1.1 lb` appended to earlier hops (a gateway MUST add it to forwarded requests).
-pub fn add_via(req: &mut RequestHeader) -> Result<()> {
+pub fn add_via(req: &mut Parts) -> Result<()> {
     let earlier: Vec<&[u8]> = req.headers.get_all(VIA).iter().map(|v| v.as_bytes()).collect();
     let value = if earlier.is_empty() {
         HeaderValue::from_static("1.1 lb")
@@ -50,11 +71,12 @@ pub fn add_via(req: &mut RequestHeader) -> Result<()> {
         joined.extend_from_slice(b", 1.1 lb");
         HeaderValue::from_bytes(&joined).unwrap_or(HeaderValue::from_static("1.1 lb"))
     };
-    req.insert_header(VIA, value)
+    req.headers.insert(VIA, value);
+    Ok(())
 }
 
 /// `Max-Forwards` of an OPTIONS or TRACE request: `Some(n)` when present and valid.
-pub fn max_forwards(req: &RequestHeader) -> Option<u64> {
+pub fn max_forwards(req: &Parts) -> Option<u64> {
     let method = &req.method;
     if method != http::Method::OPTIONS && method != http::Method::TRACE {
         return None;
@@ -63,9 +85,9 @@ pub fn max_forwards(req: &RequestHeader) -> Option<u64> {
 }
 
 /// Decrements `Max-Forwards` (RFC 9110 §7.6.2: every intermediary MUST).
-pub fn decrement_max_forwards(req: &mut RequestHeader) -> Result<()> {
+pub fn decrement_max_forwards(req: &mut Parts) -> Result<()> {
     if let Some(n) = max_forwards(req).filter(|n| *n > 0) {
-        req.insert_header(MAX_FORWARDS, n - 1)?;
+        req.headers.insert(MAX_FORWARDS, HeaderValue::from(n - 1));
     }
     Ok(())
 }
@@ -101,7 +123,7 @@ pub fn real_client(req: &RequestHeader, peer: Option<IpAddr>, trusted: &[Cidr]) 
 
 /// The new `X-Forwarded-For`: earlier values, then `ip`. Without earlier values (the common
 /// case) the address is written straight into the header value, with no string in between.
-fn xff_value(req: &RequestHeader, ip: IpAddr) -> HeaderValue {
+fn xff_value(req: &Parts, ip: IpAddr) -> HeaderValue {
     let mut buf = [0u8; 64];
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     let _ = write!(cursor, "{ip}");
@@ -138,9 +160,14 @@ mod tests {
         req
     }
 
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        without_case(req(headers))
+    }
+
     #[test]
     fn xff_is_appended_to_earlier_hops() {
-        let mut r = req(&[("host", "a.com"), (XFF, "1.1.1.1"), (XFF, "2.2.2.2, 3.3.3.3")]);
+        let xff = "x-forwarded-for";
+        let mut r = parts(&[("host", "a.com"), (xff, "1.1.1.1"), (xff, "2.2.2.2, 3.3.3.3")]);
         set_headers(&mut r, Some("10.0.0.9".parse().unwrap()), "http").unwrap();
         assert_eq!(r.headers.get(XFF).unwrap(), "1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9");
         assert_eq!(r.headers.get_all(XFF).iter().count(), 1);
@@ -152,7 +179,8 @@ mod tests {
     #[test]
     fn trusted_proxies_let_forwarded_for_name_the_client() {
         let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
-        let r = req(&[(XFF, "203.0.113.9, 10.1.1.1"), (XFF, "10.2.2.2")]);
+        let xff = "x-forwarded-for";
+        let r = req(&[(xff, "203.0.113.9, 10.1.1.1"), (xff, "10.2.2.2")]);
         let peer = Some("10.9.9.9".parse().unwrap());
         assert_eq!(real_client(&r, peer, &trusted), Some("203.0.113.9".parse().unwrap()));
         // An untrusted peer is the client whatever it claims.
@@ -160,17 +188,18 @@ mod tests {
         assert_eq!(real_client(&r, outsider, &trusted), outsider);
         assert_eq!(real_client(&r, peer, &[]), peer);
         // A malformed chain is not believed.
-        let bad = req(&[(XFF, "203.0.113.9, junk")]);
+        let bad = req(&[(xff, "203.0.113.9, junk")]);
         assert_eq!(real_client(&bad, peer, &trusted), peer);
     }
 
     #[test]
     fn via_and_max_forwards() {
-        let mut r = req(&[("via", "1.0 fred")]);
+        let mut r = parts(&[("via", "1.0 fred")]);
         add_via(&mut r).unwrap();
         assert_eq!(r.headers.get(VIA).unwrap(), "1.0 fred, 1.1 lb");
         let mut o = RequestHeader::build("OPTIONS", b"*", None).unwrap();
         o.append_header("max-forwards", "3").unwrap();
+        let mut o = without_case(o);
         assert_eq!(max_forwards(&o), Some(3));
         decrement_max_forwards(&mut o).unwrap();
         assert_eq!(o.headers.get(MAX_FORWARDS).unwrap(), "2");
@@ -183,7 +212,7 @@ mod tests {
 
     #[test]
     fn first_hop_and_mapped_addresses() {
-        let mut r = req(&[]);
+        let mut r = parts(&[]);
         set_headers(&mut r, Some("::ffff:127.0.0.5".parse().unwrap()), "http").unwrap();
         assert_eq!(r.headers.get(XFF).unwrap(), "127.0.0.5");
         assert!(r.headers.get(XFH).is_none());

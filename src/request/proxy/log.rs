@@ -3,8 +3,8 @@
 
 use super::Ctx;
 use crate::request::access_log::Entry;
+use pingora_core::protocols::http::ServerSession;
 use pingora_error::{Error, ErrorSource, ErrorType};
-use pingora_proxy::Session;
 
 fn version(v: http::Version) -> &'static str {
     match v {
@@ -31,9 +31,9 @@ fn unanswered_status(e: Option<&Error>) -> u16 {
     }
 }
 
-/// The access log entry of the request in `session` (`e`: how it failed, if it did).
-pub fn entry<'a>(session: &'a Session, ctx: &'a Ctx, e: Option<&Error>) -> Entry<'a> {
-    let req = session.req_header();
+/// The access log entry of the request on `downstream` (`e`: how it failed, if it did).
+pub fn entry<'a>(downstream: &'a ServerSession, ctx: &'a Ctx, e: Option<&Error>) -> Entry<'a> {
+    let req = downstream.req_header();
     let header = |name| req.headers.get(name).map(|v: &http::HeaderValue| v.as_bytes());
     Entry {
         client: ctx.client,
@@ -43,10 +43,10 @@ pub fn entry<'a>(session: &'a Session, ctx: &'a Ctx, e: Option<&Error>) -> Entry
             .path_and_query()
             .map_or(b"/".as_slice(), |pq| pq.as_str().as_bytes()),
         version: version(req.version),
-        status: session
+        status: downstream
             .response_written()
             .map_or_else(|| unanswered_status(e), |r| r.status.as_u16()),
-        bytes: session.as_downstream().body_bytes_sent(),
+        bytes: downstream.body_bytes_sent(),
         referer: header(http::header::REFERER),
         user_agent: header(http::header::USER_AGENT),
         pool: ctx.pool.as_ref().map(|p| p.name.as_str()),

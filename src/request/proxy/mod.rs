@@ -2,10 +2,12 @@
 //! the edge policies, the forwarding headers or the error responses. Pools and algorithms live
 //! elsewhere; so does the client connection itself (`front`).
 
+pub mod direct;
 mod forwarded;
 mod log;
 mod policy;
 mod respond;
+mod upstreams;
 
 use crate::config::{Algorithm, Cidr};
 use crate::request::access_log::AccessLog;
@@ -16,7 +18,9 @@ use crate::request::selection::load::Lease;
 use crate::request::traffic::{InflightGuard, Traffic};
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::request::Parts;
 use pingora_core::modules::http::HttpModules;
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
@@ -41,6 +45,10 @@ pub struct Edge {
     pub trusted_proxies: Vec<Cidr>,
     /// Largest request body; `None` for no limit.
     pub max_body: Option<u64>,
+    /// Whether lb's own request loop serves the requests it can ([`direct`]).
+    pub direct: bool,
+    /// Idle backend connections kept by lb's own request loop, at most.
+    pub upstream_keepalive: usize,
 }
 
 /// The load balancer: a live routing table over pools.
@@ -50,6 +58,7 @@ pub struct Lb {
     traffic: Arc<Traffic>,
     access_log: Option<Arc<AccessLog>>,
     edge: Arc<Edge>,
+    direct: Arc<direct::DirectParts>,
 }
 
 impl Lb {
@@ -60,8 +69,16 @@ impl Lb {
             routing,
             traffic,
             access_log,
+            direct: Arc::new(direct::DirectParts::new(edge.upstream_keepalive)),
             edge: Arc::new(edge),
         }
+    }
+}
+
+impl Lb {
+    /// Whether lb's own request loop serves the requests it can.
+    pub fn direct_enabled(&self) -> bool {
+        self.edge.direct
     }
 }
 
@@ -114,12 +131,190 @@ impl Ctx {
     }
 }
 
-fn peer_ip(session: &Session) -> Option<IpAddr> {
-    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+fn peer_ip(downstream: &ServerSession) -> Option<IpAddr> {
+    downstream.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
-fn is_tls(session: &Session) -> bool {
-    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+fn is_tls(downstream: &ServerSession) -> bool {
+    downstream.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// The semantics of a proxied request, shared by Pingora's `ProxyHttp` path (the hooks below)
+/// and lb's own request loop ([`direct`]): each takes the client's session, never the path's.
+impl Lb {
+    /// Sets up the client session for a request: an early response keeps the connection (as
+    /// nginx), an unread body is drained for a while, and a draining server or the
+    /// connection's last request says `Connection: close`.
+    fn prepare(&self, downstream: &mut ServerSession) {
+        downstream.set_close_on_response_before_downstream_finish(false);
+        downstream.set_total_drain_timeout(Some(DRAIN_TIMEOUT));
+        if self.traffic.draining() || conn::of(downstream).is_some_and(|c| c.is_last()) {
+            downstream.set_keepalive(None);
+        }
+    }
+
+    /// The route of `req`, if one matches.
+    fn route(&self, req: &RequestHeader) -> Option<Arc<Target>> {
+        self.routing
+            .load()
+            .router
+            .find(policy::request_host(req), req.uri.path())
+            .cloned()
+    }
+
+    /// Picks the backend of the next attempt and its peer; errors carry the status to answer.
+    async fn next_peer(&self, req: &RequestHeader, upgrade: bool, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let pool = ctx
+            .pool
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no pool"))?;
+        // A retry gives the previous backend's slot back before taking another.
+        ctx.lease = None;
+        ctx.upstream_time = None;
+        if ctx.tried.is_empty() {
+            pool.count_request();
+        } else {
+            pool.stats().retry();
+        }
+        let left = pool
+            .total_timeout()
+            .map(|t| t.saturating_sub(ctx.started.map(|s| s.elapsed()).unwrap_or_default()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Err(Error::explain(ErrorType::HTTPStatus(504), "timeouts.total ran out"));
+        }
+        let key = pool.key(req, ctx.client);
+        let picked = match pool.pick(key.as_bytes(), &ctx.tried).await {
+            Ok(picked) => picked,
+            Err(refused) => {
+                let why = format!("pool {}: {refused}", pool.name);
+                return Err(Error::explain(ErrorType::HTTPStatus(503), why));
+            }
+        };
+        let peer = pool
+            .peer(&picked.backend, upgrade, left)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "backend is not an IP address"))?;
+        ctx.tried.push(picked.backend.addr);
+        ctx.lease = Some(picked.lease);
+        ctx.attempt_started = Some(Instant::now());
+        Ok(peer)
+    }
+
+    /// The request to the backend: the parts of the client's request (without Pingora's
+    /// header-case map, see [`forwarded::without_case`]) with the forwarding headers.
+    fn upstream_request(
+        &self,
+        downstream: &ServerSession,
+        mut upstream_request: Parts,
+        ctx: &Ctx,
+    ) -> Result<RequestHeader> {
+        let scheme = if is_tls(downstream) { "https" } else { "http" };
+        let req = &mut upstream_request;
+        forwarded::ensure_host(req, ctx.tried.last().and_then(|a| a.as_inet().copied()))?;
+        forwarded::set_headers(req, peer_ip(downstream), scheme)?;
+        forwarded::add_via(req)?;
+        forwarded::decrement_max_forwards(req)?;
+        Ok(RequestHeader::from(upstream_request))
+    }
+
+    /// Counts the backend's response header: its time, and passive health.
+    fn observe_upstream_response(&self, upstream_response: &ResponseHeader, ctx: &mut Ctx) {
+        let (Some(pool), Some(lease), Some(started)) = (&ctx.pool, &ctx.lease, ctx.attempt_started) else {
+            return;
+        };
+        let took = started.elapsed();
+        ctx.upstream_time = Some(took);
+        pool.stats().upstream_response.observe(took);
+        // What HAProxy's layer-7 observation counts as a failed answer (501 and 505 are about
+        // the request).
+        let failed = matches!(upstream_response.status.as_u16(), 500 | 502 | 503 | 504);
+        if failed {
+            pool.attempt_failed(lease.state());
+        } else {
+            pool.attempt_succeeded(lease.state());
+        }
+        // A quick 5xx is no sign of a good backend: for least_time it counts as a slow attempt.
+        let slow = failed && pool.algorithm == Algorithm::LeastTime;
+        lease
+            .state()
+            .latency
+            .observe(if slow { took.max(FAILURE_PENALTY) } else { took });
+    }
+
+    /// The response as the client gets it: no hop-by-hop fields, one `Content-Length`, the
+    /// sticky cookie; a `101` switches the connection to a tunnel.
+    fn edit_response(
+        &self,
+        downstream: &mut ServerSession,
+        upstream_response: &mut ResponseHeader,
+        ctx: &Ctx,
+    ) -> Result<()> {
+        policy::strip_hop_by_hop(upstream_response);
+        policy::single_content_length(upstream_response)?;
+        if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(pool) = &ctx.pool {
+                pool.stats().upgraded();
+                let idle = Some(pool.tunnel_timeout());
+                downstream.set_read_timeout(idle);
+                downstream.set_write_timeout(idle);
+            }
+            if let Some(conn) = conn::of(downstream) {
+                conn.set_tunnel();
+            }
+        }
+        if let (Some(pool), Some(lease)) = (&ctx.pool, &ctx.lease) {
+            if let Some(cookie) = pool.sticky_cookie(downstream.req_header(), lease.state()) {
+                upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A response body that comes in more than one piece goes to the client as it comes.
+    fn stream_body(&self, downstream: &ServerSession, end_of_stream: bool, ctx: &mut Ctx) {
+        if !end_of_stream && !ctx.streaming {
+            ctx.streaming = true;
+            if let Some(conn) = conn::of(downstream) {
+                conn.set_flush_each(true);
+            }
+        }
+    }
+
+    /// Whether the request is tried again after `e` on a connection that was `reused`:
+    /// Pingora's policy (only idempotent requests whose body is still buffered, only after a
+    /// reused connection failed), capped by the pool's retries and budget. Counts the failure.
+    fn retry_after(&self, downstream: &ServerSession, e: &Error, ctx: &Ctx, reused: bool) -> bool {
+        // A client that went away is not the backend's failure.
+        if e.esource() == &ErrorSource::Upstream {
+            ctx.attempt_failed();
+        }
+        let replayable = downstream.req_header().method.is_idempotent() && !downstream.retry_buffer_truncated();
+        replayable && reused && ctx.may_retry()
+    }
+
+    /// Counts the finished request and writes its access log line.
+    fn record(&self, downstream: &ServerSession, e: Option<&Error>, ctx: &Ctx) {
+        if let Some(pool) = &ctx.pool {
+            if let Some(resp) = downstream.response_written() {
+                pool.stats().response(resp.status.as_u16());
+            }
+            if let Some(started) = ctx.started {
+                pool.stats().request_duration.observe(started.elapsed());
+            }
+        }
+        if let Some(log) = &self.access_log {
+            log.record(&log::entry(downstream, ctx, e));
+        }
+    }
+
+    /// Whether `e` is logged at `info` (a failure on the client's side, as nginx) rather than
+    /// as Pingora's error line; logs it if so.
+    fn client_side(&self, downstream: &ServerSession, e: &Error) -> bool {
+        if e.esource() != &ErrorSource::Downstream {
+            return false;
+        }
+        ::log::info!("client side: {e}, {}", downstream.request_summary());
+        true
+    }
 }
 
 impl Lb {
@@ -127,7 +322,7 @@ impl Lb {
     /// redirect mode); true when it did.
     async fn answer_at_edge(&self, session: &mut Session, ctx: &mut Ctx, target: &Target) -> Result<bool> {
         let req = session.req_header();
-        if let (Some(status), false) = (target.https_redirect, is_tls(session)) {
+        if let (Some(status), false) = (target.https_redirect, is_tls(session.as_downstream())) {
             let port = self.routing.load().https_port;
             let location = policy::https_location(req, port).unwrap_or_else(|| "https:///".into());
             respond::redirect(session, status, &location).await?;
@@ -204,16 +399,9 @@ impl ProxyHttp for Lb {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // Keep the client connection when a response starts before the request body has been
         // read (an echoing or early-answering backend), as nginx does; Pingora would close it.
-        let downstream = session.as_downstream_mut();
-        downstream.set_close_on_response_before_downstream_finish(false);
-        downstream.set_total_drain_timeout(Some(DRAIN_TIMEOUT));
-        // Tell the client to reconnect (to the new process when draining) rather than reuse
-        // this connection, also when it reached clients.keepalive_requests.
-        if self.traffic.draining() || conn::of(downstream).is_some_and(|c| c.is_last()) {
-            downstream.set_keepalive(None);
-        }
+        self.prepare(session.as_downstream_mut());
         let req = session.req_header();
-        ctx.client = forwarded::real_client(req, peer_ip(session), &self.edge.trusted_proxies);
+        ctx.client = forwarded::real_client(req, peer_ip(session.as_downstream()), &self.edge.trusted_proxies);
         if let Some(why) = policy::bad_host(req) {
             session.as_downstream_mut().set_keepalive(None);
             respond::send(session, 400, why).await?;
@@ -224,13 +412,7 @@ impl ProxyHttp for Lb {
             respond::final_recipient(session).await?;
             return Ok(true);
         }
-        let target = self
-            .routing
-            .load()
-            .router
-            .find(policy::request_host(req), req.uri.path())
-            .cloned();
-        let Some(target) = target else {
+        let Some(target) = self.route(req) else {
             respond::send(session, 404, "no route matches this host and path").await?;
             return Ok(true);
         };
@@ -259,40 +441,8 @@ impl ProxyHttp for Lb {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let pool = ctx
-            .pool
-            .clone()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no pool"))?;
-        // A retry gives the previous backend's slot back before taking another.
-        ctx.lease = None;
-        ctx.upstream_time = None;
-        if ctx.tried.is_empty() {
-            pool.count_request();
-        } else {
-            pool.stats().retry();
-        }
-        let left = pool
-            .total_timeout()
-            .map(|t| t.saturating_sub(ctx.started.map(|s| s.elapsed()).unwrap_or_default()));
-        if left.is_some_and(|l| l.is_zero()) {
-            return Err(Error::explain(ErrorType::HTTPStatus(504), "timeouts.total ran out"));
-        }
-        let key = pool.key(session.req_header(), ctx.client);
-        let picked = match pool.pick(key.as_bytes(), &ctx.tried).await {
-            Ok(picked) => picked,
-            Err(refused) => {
-                let why = format!("pool {}: {refused}", pool.name);
-                return Err(Error::explain(ErrorType::HTTPStatus(503), why));
-            }
-        };
         let upgrade = session.as_downstream().is_upgrade_req();
-        let peer = pool
-            .peer(&picked.backend, upgrade, left)
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "backend is not an IP address"))?;
-        ctx.tried.push(picked.backend.addr);
-        ctx.lease = Some(picked.lease);
-        ctx.attempt_started = Some(Instant::now());
-        Ok(peer)
+        self.next_peer(session.req_header(), upgrade, ctx).await
     }
 
     async fn upstream_response_filter(
@@ -301,26 +451,7 @@ impl ProxyHttp for Lb {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let (Some(pool), Some(lease), Some(started)) = (&ctx.pool, &ctx.lease, ctx.attempt_started) else {
-            return Ok(());
-        };
-        let took = started.elapsed();
-        ctx.upstream_time = Some(took);
-        pool.stats().upstream_response.observe(took);
-        // What HAProxy's layer-7 observation counts as a failed answer (501 and 505 are about
-        // the request).
-        let failed = matches!(upstream_response.status.as_u16(), 500 | 502 | 503 | 504);
-        if failed {
-            pool.attempt_failed(lease.state());
-        } else {
-            pool.attempt_succeeded(lease.state());
-        }
-        // A quick 5xx is no sign of a good backend: for least_time it counts as a slow attempt.
-        let slow = failed && pool.algorithm == Algorithm::LeastTime;
-        lease
-            .state()
-            .latency
-            .observe(if slow { took.max(FAILURE_PENALTY) } else { took });
+        self.observe_upstream_response(upstream_response, ctx);
         Ok(())
     }
 
@@ -330,26 +461,7 @@ impl ProxyHttp for Lb {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        policy::strip_hop_by_hop(upstream_response);
-        policy::single_content_length(upstream_response)?;
-        if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(pool) = &ctx.pool {
-                pool.stats().upgraded();
-                let idle = Some(pool.tunnel_timeout());
-                let downstream = session.as_downstream_mut();
-                downstream.set_read_timeout(idle);
-                downstream.set_write_timeout(idle);
-            }
-            if let Some(conn) = conn::of(session.as_downstream()) {
-                conn.set_tunnel();
-            }
-        }
-        if let (Some(pool), Some(lease)) = (&ctx.pool, &ctx.lease) {
-            if let Some(cookie) = pool.sticky_cookie(session.req_header(), lease.state()) {
-                upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
-            }
-        }
-        Ok(())
+        self.edit_response(session.as_downstream_mut(), upstream_response, ctx)
     }
 
     fn response_body_filter(
@@ -359,13 +471,7 @@ impl ProxyHttp for Lb {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
-        // More is coming: what there is goes to the client now, not when the body is complete.
-        if !end_of_stream && !ctx.streaming {
-            ctx.streaming = true;
-            if let Some(conn) = conn::of(session.as_downstream()) {
-                conn.set_flush_each(true);
-            }
-        }
+        self.stream_body(session.as_downstream(), end_of_stream, ctx);
         Ok(None)
     }
 
@@ -375,11 +481,10 @@ impl ProxyHttp for Lb {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let scheme = if is_tls(session) { "https" } else { "http" };
-        forwarded::ensure_host(upstream_request, ctx.tried.last().and_then(|a| a.as_inet().copied()))?;
-        forwarded::set_headers(upstream_request, peer_ip(session), scheme)?;
-        forwarded::add_via(upstream_request)?;
-        forwarded::decrement_max_forwards(upstream_request)
+        let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+        let parts = forwarded::without_case(std::mem::replace(upstream_request, placeholder));
+        *upstream_request = self.upstream_request(session.as_downstream(), parts, ctx)?;
+        Ok(())
     }
 
     fn fail_to_connect(
@@ -404,15 +509,9 @@ impl ProxyHttp for Lb {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
-        // A client that went away is not the backend's failure.
-        if e.esource() == &ErrorSource::Upstream {
-            ctx.attempt_failed();
-        }
+        let retry = self.retry_after(session.as_downstream(), &e, ctx, client_reused);
         let mut e = e.more_context(format!("Peer: {peer}"));
-        // Pingora's policy (retry only idempotent requests whose body is still buffered, and
-        // only after a reused connection failed), capped by the pool's retries and budget.
-        let replayable = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
-        if replayable && client_reused && ctx.may_retry() {
+        if retry {
             e.retry.decide_reuse(client_reused);
         } else {
             e.set_retry(false);
@@ -421,34 +520,20 @@ impl ProxyHttp for Lb {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        if let Some(pool) = &ctx.pool {
-            if let Some(resp) = session.response_written() {
-                pool.stats().response(resp.status.as_u16());
-            }
-            if let Some(started) = ctx.started {
-                pool.stats().request_duration.observe(started.elapsed());
-            }
-        }
-        if let Some(log) = &self.access_log {
-            log.record(&log::entry(session, ctx, e));
-        }
+        self.record(session.as_downstream(), e, ctx);
     }
 
     /// Failures on the client's side (it went away, timed out, sent a bad body) are routine, and
     /// nginx logs them at `info`: one `info` line instead of Pingora's `error` line. Backend and
     /// internal failures keep Pingora's error line.
-    fn suppress_error_log(&self, session: &Session, ctx: &Ctx, e: &Error) -> bool {
-        if e.esource() != &ErrorSource::Downstream {
-            return false;
-        }
-        ::log::info!("client side: {e}, {}", self.request_summary(session, ctx));
-        true
+    fn suppress_error_log(&self, session: &Session, _ctx: &Ctx, e: &Error) -> bool {
+        self.client_side(session.as_downstream(), e)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
         let code = respond::status_for(e);
         if code > 0 {
-            respond::send_error(session, code).await;
+            respond::send_error(session.as_downstream_mut(), code).await;
         }
         FailToProxy {
             error_code: code,

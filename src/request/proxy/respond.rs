@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::StatusCode;
 use log::debug;
+use pingora_core::protocols::http::ServerSession;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -65,7 +66,7 @@ pub async fn final_recipient(session: &mut Session) -> Result<()> {
 }
 
 /// Answers a failed proxy attempt with `code`, unless a response has already started.
-pub async fn send_error(session: &mut Session, code: u16) {
+pub async fn send_error(downstream: &mut ServerSession, code: u16) {
     let detail = match code {
         413 => "the request body is larger than clients.max_body_size",
         503 => "no backend is available",
@@ -76,7 +77,7 @@ pub async fn send_error(session: &mut Session, code: u16) {
         _ => "the request failed",
     };
     let result = match build(code, detail) {
-        Ok((resp, body)) => session.as_downstream_mut().write_error_response(resp, body).await,
+        Ok((resp, body)) => downstream.write_error_response(resp, body).await,
         Err(e) => Err(e),
     };
     if let Err(e) = result {
