@@ -148,6 +148,12 @@ const FAMILIES: &[(&str, MetricType, &str, &[&str])] = &[
         "Discovery reads that failed or were refused (unreadable, invalid, empty): the last good set was kept.",
         &["pool"],
     ),
+    (
+        "lb_http1_requests_total",
+        MetricType::COUNTER,
+        "HTTP/1 requests by the loop that proxied them: lb's own (path=\"lb\"), or Pingora's HttpProxy (path=\"pingora\": request bodies, upgrades, lb's own answers, TLS or HTTP/2 pools).",
+        &["path"],
+    ),
 ];
 
 /// The metrics of the pools in `routing` and of the process.
@@ -211,6 +217,9 @@ impl Collector for LbCollector {
         metrics[3].push(gauge(&[], self.traffic.inflight() as f64));
         for (code, n) in self.front.counts() {
             metrics[16].push(counter(&[("code", &code.to_string())], n as f64));
+        }
+        for (path, n) in self.front.paths() {
+            metrics[20].push(counter(&[("path", path)], n as f64));
         }
         for pool in table.pools.values() {
             pool_metrics(pool, &mut metrics);

@@ -262,21 +262,26 @@ impl Lb {
 
     /// As [`Lb::start`], with extra command-line flags.
     pub fn start_args(yaml: &str, args: &[&str]) -> Lb {
+        Self::start_env(yaml, args, &[])
+    }
+
+    /// As [`Lb::start_args`], with environment variables set (`Some`) or removed (`None`).
+    pub fn start_env(yaml: &str, args: &[&str], env: &[(&str, Option<&str>)]) -> Lb {
         for _ in 0..3 {
-            if let Some(lb) = Self::try_start(yaml, args) {
+            if let Some(lb) = Self::try_start(yaml, args, env) {
                 return lb;
             }
         }
         panic!("lb did not start");
     }
 
-    fn try_start(yaml: &str, args: &[&str]) -> Option<Lb> {
+    fn try_start(yaml: &str, args: &[&str], env: &[(&str, Option<&str>)]) -> Option<Lb> {
         let dir = TempDir::new("lb");
         let addr = free_addr();
         let conf = write_config(&dir, yaml, addr);
         let mut all = vec!["-c".to_string(), conf.display().to_string()];
         all.extend(args.iter().map(|a| a.to_string()));
-        Self::launch(dir, addr, &all)
+        Self::launch_env(dir, addr, &all, env)
     }
 
     /// Starts `lb` without a file: `--listen` on a free address plus `args` (e.g. `--backend`).
@@ -293,18 +298,24 @@ impl Lb {
     }
 
     fn launch(dir: TempDir, addr: SocketAddr, args: &[String]) -> Option<Lb> {
+        Self::launch_env(dir, addr, args, &[])
+    }
+
+    fn launch_env(dir: TempDir, addr: SocketAddr, args: &[String], env: &[(&str, Option<&str>)]) -> Option<Lb> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.path("lb.log"))
             .expect("log file");
-        let child = Command::new(LB)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn lb");
+        let mut command = Command::new(LB);
+        command.args(args).env("RUST_LOG", "info");
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("spawn lb");
         let mut lb = Lb {
             addr,
             dir,

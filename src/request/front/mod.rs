@@ -33,8 +33,8 @@ use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
-pub use reject::FrontStats;
 use reject::Refusal;
+pub use reject::{FrontStats, Path};
 use std::future::Future;
 use std::io;
 use std::sync::{Arc, OnceLock};
@@ -320,11 +320,15 @@ where
         conn.set_last(last);
         let conn = match direct {
             Some(direct) => match direct.serve(conn, shutdown).await {
-                Served::Done(stream) => return Self::after(stream?, last),
+                Served::Done(stream) => {
+                    self.stats.proxied(Path::Lb);
+                    return Self::after(stream?, last);
+                }
                 Served::Declined(conn) => conn,
             },
             None => conn,
         };
+        self.stats.proxied(Path::Pingora);
         let mut session = ServerSession::new_http1(conn);
         session.set_read_timeout(Some(self.rules.body_timeout));
         let reused = self.app.process_new_http(session, shutdown).await?;

@@ -12,15 +12,40 @@ use std::time::Duration;
 /// Statuses the front answers with, for the metrics.
 pub const STATUSES: [u16; 10] = [400, 408, 413, 414, 417, 429, 431, 501, 503, 505];
 
-/// Requests and connections the front refused, by status.
+/// Requests and connections the front refused, by status; HTTP/1 requests by the loop that
+/// proxied them.
 #[derive(Default)]
-pub struct FrontStats([AtomicU64; STATUSES.len()]);
+pub struct FrontStats {
+    refused: [AtomicU64; STATUSES.len()],
+    /// Requests proxied by lb's own loop, and handed to Pingora's `HttpProxy`.
+    paths: [AtomicU64; 2],
+}
+
+/// Which loop proxied an HTTP/1 request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// lb's own (`proxy::direct`).
+    Lb = 0,
+    /// Pingora's `HttpProxy`.
+    Pingora = 1,
+}
 
 impl FrontStats {
+    /// Counts one HTTP/1 request proxied by `path`.
+    pub fn proxied(&self, path: Path) {
+        self.paths[path as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// HTTP/1 requests so far by lb's own loop and by Pingora's.
+    pub fn paths(&self) -> [(&'static str, u64); 2] {
+        let n = |path: Path| self.paths[path as usize].load(Ordering::Relaxed);
+        [("lb", n(Path::Lb)), ("pingora", n(Path::Pingora))]
+    }
+
     /// Counts one refusal with `status`.
     pub fn count(&self, status: u16) {
         if let Some(i) = STATUSES.iter().position(|s| *s == status) {
-            self.0[i].fetch_add(1, Ordering::Relaxed);
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -28,7 +53,7 @@ impl FrontStats {
     pub fn counts(&self) -> Vec<(u16, u64)> {
         STATUSES
             .iter()
-            .zip(&self.0)
+            .zip(&self.refused)
             .map(|(s, n)| (*s, n.load(Ordering::Relaxed)))
             .collect()
     }

@@ -15,8 +15,7 @@
 //! What Pingora's proxy does to a request and its response on the way, besides lb's hooks, is
 //! done here the same way for the requests taken: the request goes up as HTTP/1.1 without its
 //! `Connection` field (a plain head has nothing else Pingora's sanitizing removes), a response
-//! without framing goes to the client chunked, informational responses pass, and a `101` to a
-//! request that asked for no upgrade is a bad response.
+//! without framing goes to the client chunked, and informational responses pass.
 
 use super::{is_tls, peer_ip, respond, Ctx, Lb};
 use crate::request::front::conn::Conn;
@@ -204,9 +203,6 @@ impl Lb {
         end: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if header.status == http::StatusCode::SWITCHING_PROTOCOLS {
-            return Err(Error::explain(ErrorType::InvalidHTTPHeader, "101 to a request without Upgrade").into_up());
-        }
         self.observe_upstream_response(header, ctx);
         // A response that ends when the backend closes goes on chunked, so the client
         // connection can stay (as Pingora's proxy does).
@@ -218,7 +214,7 @@ impl Lb {
             header.set_version(http::Version::HTTP_11);
             header.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
-        self.edit_response(downstream, header, ctx).map_err(|e| e.into_in())
+        self.edit_response(downstream, header, ctx)
     }
 }
 

@@ -241,16 +241,22 @@ impl Lb {
     }
 
     /// The response as the client gets it: no hop-by-hop fields, one `Content-Length`, the
-    /// sticky cookie; a `101` switches the connection to a tunnel.
+    /// sticky cookie; a `101` switches the connection to a tunnel (and is a bad response to a
+    /// request that asked for no upgrade).
     fn edit_response(
         &self,
         downstream: &mut ServerSession,
         upstream_response: &mut ResponseHeader,
         ctx: &Ctx,
     ) -> Result<()> {
+        let switching = upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        if switching && !downstream.is_upgrade_req() {
+            // RFC 9110 §15.2.2: a server switches only to a protocol the client asked for.
+            return Err(Error::explain(ErrorType::InvalidHTTPHeader, "101 to a request without Upgrade").into_up());
+        }
         policy::strip_hop_by_hop(upstream_response);
         policy::single_content_length(upstream_response)?;
-        if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        if switching {
             if let Some(pool) = &ctx.pool {
                 pool.stats().upgraded();
                 let idle = Some(pool.tunnel_timeout());
