@@ -39,7 +39,6 @@ use std::future::Future;
 use std::io;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::time::error::Elapsed;
 use tokio::time::{timeout_at, Instant};
 
 /// Once the server stops, how long an idle connection still waits for a request already on its
@@ -156,14 +155,22 @@ enum Woke {
     Quiet,
 }
 
-impl From<Result<io::Result<usize>, Elapsed>> for Woke {
-    fn from(got: Result<io::Result<usize>, Elapsed>) -> Self {
+impl Woke {
+    fn of<E>(got: Result<io::Result<usize>, E>) -> Self {
         match got {
             Ok(Ok(n)) if n > 0 => Woke::Request,
             Ok(_) => Woke::Gone,
             Err(_) => Woke::Quiet,
         }
     }
+}
+
+/// `fill` bounded by `until`, on Pingora's coarse timer wheel (10 ms steps, a thread of its
+/// own): arming it costs no system call, where a tokio timer armed for every request wakes the
+/// runtime's driver (an eventfd write and one more `epoll_wait` per request).
+async fn fill_until(conn: &mut Conn, until: Instant) -> Woke {
+    let left = until.saturating_duration_since(Instant::now());
+    Woke::of(pingora_timeout::fast_timeout::fast_timeout(left, conn.fill()).await)
 }
 
 /// How waiting for a request head ended without one.
@@ -191,14 +198,14 @@ where
             }
         };
         let woke = tokio::select! {
-            got = timeout_at(until, conn.fill()) => Some(Woke::from(got)),
+            woke = fill_until(conn, until) => Some(woke),
             () = stopping => None,
         };
         match woke {
             Some(woke) => woke,
             None => {
                 let late = until.min(Instant::now() + LATE_REQUEST_WINDOW);
-                match Woke::from(timeout_at(late, conn.fill()).await) {
+                match Woke::of(timeout_at(late, conn.fill()).await) {
                     Woke::Quiet => Woke::Gone,
                     woke => woke,
                 }
@@ -270,7 +277,7 @@ where
                 // A connection that will be parked waits briefly, and need not watch for the
                 // server's stop here: the lot does (and cuts its wait short if the stop came).
                 let woke = if parks {
-                    Woke::from(timeout_at(park_at, conn.fill()).await)
+                    fill_until(&mut conn, park_at).await
                 } else {
                     conn.shed();
                     self.wait_for_request(&mut conn, until, shutdown).await
