@@ -388,9 +388,16 @@ async fn lbs_own_loop_and_pingoras_give_the_same_bytes_to_clients_and_backends()
     // One backend for both (sticky ids and the Host given to HTTP/1.0 name its address), one
     // lb after the other.
     let own_answers = play(own.addr).await;
-    let own_requests = backend.requests();
+    let own_count = backend.requests().len();
     let pingora_answers = play(pingora.addr).await;
-    let pingora_requests = backend.requests()[own_requests.len()..].to_vec();
+    let mut pingora_requests = backend.requests().split_off(own_count);
+    let mut own_requests = backend.requests();
+    own_requests.truncate(own_count);
+    // A request that failed on a reused backend connection is sent again (to a new one):
+    // whether the connection was a reused one depends on timing (in Pingora's pool, when a
+    // released connection becomes available), so a repeat is not a difference.
+    own_requests.dedup();
+    pingora_requests.dedup();
     for ((entry, mine), theirs) in corpus().iter().zip(&own_answers).zip(&pingora_answers) {
         assert_eq!(
             mine,

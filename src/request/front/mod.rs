@@ -165,12 +165,11 @@ impl Woke {
     }
 }
 
-/// `fill` bounded by `until`, on Pingora's coarse timer wheel (10 ms steps, a thread of its
+/// `fill` bounded by `limit`, on Pingora's coarse timer wheel (10 ms steps, a thread of its
 /// own): arming it costs no system call, where a tokio timer armed for every request wakes the
 /// runtime's driver (an eventfd write and one more `epoll_wait` per request).
-async fn fill_until(conn: &mut Conn, until: Instant) -> Woke {
-    let left = until.saturating_duration_since(Instant::now());
-    Woke::of(pingora_timeout::fast_timeout::fast_timeout(left, conn.fill()).await)
+async fn fill_within(conn: &mut Conn, limit: Duration) -> Woke {
+    Woke::of(pingora_timeout::fast_timeout::fast_timeout(limit, conn.fill()).await)
 }
 
 /// How waiting for a request head ended without one.
@@ -198,7 +197,7 @@ where
             }
         };
         let woke = tokio::select! {
-            woke = fill_until(conn, until) => Some(woke),
+            woke = fill_within(conn, until.saturating_duration_since(Instant::now())) => Some(woke),
             () = stopping => None,
         };
         match woke {
@@ -216,13 +215,15 @@ where
     /// Reads the request head on `conn`, whose first byte has arrived (or is held): the whole
     /// head within the header timeout (or by `first_deadline`, for a connection's first request).
     async fn next_head(&self, conn: &mut Conn, first_deadline: Option<Instant>) -> Result<Head, NoHead> {
-        let deadline = first_deadline.unwrap_or_else(|| Instant::now() + self.rules.header_timeout);
+        let mut deadline = first_deadline;
         loop {
             match head::parse(conn.held(), &self.rules.limits) {
                 Ok(head) => return Ok(head),
                 Err(HeadError::Reject(status, why)) => return Err(NoHead::Refused(Refusal::new(status, why))),
                 Err(HeadError::Incomplete) => {}
             }
+            // Most heads come whole: the clock is read only for one that does not.
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.rules.header_timeout);
             match timeout_at(deadline, conn.fill()).await {
                 Err(_) => {
                     return Err(NoHead::Refused(Refusal::new(
@@ -271,13 +272,14 @@ where
     ) -> Option<(Box<Conn>, Wait)> {
         while served < self.rules.keepalive_requests {
             if conn.held().is_empty() {
-                let until = first.unwrap_or_else(|| Instant::now() + self.rules.keepalive_timeout);
-                let park_at = Instant::now() + PARK_AFTER;
+                let now = Instant::now();
+                let until = first.unwrap_or(now + self.rules.keepalive_timeout);
+                let park_at = now + PARK_AFTER;
                 let parks = park_at < until && self.parks() && conn.parts_to_park().is_some();
                 // A connection that will be parked waits briefly, and need not watch for the
                 // server's stop here: the lot does (and cuts its wait short if the stop came).
                 let woke = if parks {
-                    fill_until(&mut conn, park_at).await
+                    fill_within(&mut conn, PARK_AFTER).await
                 } else {
                     conn.shed();
                     self.wait_for_request(&mut conn, until, shutdown).await

@@ -188,10 +188,18 @@ impl Lb {
     /// The request head for the backend: the client's, as HTTP/1.1 without `Connection`, with
     /// the forwarding headers.
     fn upstream_head(&self, downstream: &ServerSession, ctx: &Ctx) -> Result<Box<RequestHeader>> {
-        let mut parts = downstream.req_header().as_owned_parts();
-        parts.headers.reserve(super::forwarded::ADDED);
+        let client = downstream.req_header();
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = client.method.clone();
+        parts.uri = client.uri.clone();
         parts.version = http::Version::HTTP_11;
-        parts.headers.remove(http::header::CONNECTION);
+        // The client's fields (in order) but `Connection`, with room for those added.
+        parts.headers = http::HeaderMap::with_capacity(client.headers.len() + super::forwarded::ADDED);
+        for (name, value) in &client.headers {
+            if name != http::header::CONNECTION {
+                parts.headers.append(name.clone(), value.clone());
+            }
+        }
         Ok(Box::new(self.upstream_request(downstream, parts, ctx)?))
     }
 

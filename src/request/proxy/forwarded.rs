@@ -125,10 +125,7 @@ pub fn real_client(req: &RequestHeader, peer: Option<IpAddr>, trusted: &[Cidr]) 
 /// case) the address is written straight into the header value, with no string in between.
 fn xff_value(req: &Parts, ip: IpAddr) -> HeaderValue {
     let mut buf = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{ip}");
-    let len = cursor.position() as usize;
-    let addr = &buf[..len];
+    let addr = ip_text(ip, &mut buf);
     let earlier: Vec<&[u8]> = req
         .headers
         .get_all(XFF)
@@ -146,6 +143,39 @@ fn xff_value(req: &Parts, ip: IpAddr) -> HeaderValue {
     };
     // An address and values that were valid header values make a valid header value.
     value.unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// `ip` as text in `buf`: IPv4 written digit by digit (the common case, without the
+/// formatting machinery), IPv6 through `Display`.
+fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    let len = match ip {
+        IpAddr::V4(v4) => {
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    buf[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    buf[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                buf[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            len
+        }
+        IpAddr::V6(_) => {
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{ip}");
+            cursor.position() as usize
+        }
+    };
+    &buf[..len]
 }
 
 #[cfg(test)]
@@ -208,6 +238,21 @@ mod tests {
             None,
             "only OPTIONS and TRACE"
         );
+    }
+
+    #[test]
+    fn addresses_as_text() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "127.0.0.1",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip, &mut [0; 64]), ip.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     if resp.status == StatusCode::SWITCHING_PROTOCOLS {
         return;
     }
+    // Most responses carry none of them: one pass over the names says so.
+    let hop = |name: &HeaderName| name == CONNECTION || HOP_BY_HOP.contains(name);
+    if !resp.headers.keys().any(hop) {
+        return;
+    }
     let named: Vec<HeaderName> = resp
         .headers
         .get_all(CONNECTION)

@@ -6,8 +6,8 @@
 //! is one idle longer than the pool's `timeouts.idle`. Connections the backend closes while
 //! nothing needs them are found at the next checkout or the next sweep.
 
+use fnv::FnvHashMap;
 use pingora_core::protocols::Stream;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -36,7 +36,7 @@ pub struct Upstreams {
 
 #[derive(Default)]
 struct Lists {
-    by_addr: HashMap<SocketAddr, Vec<Idle>>,
+    by_addr: FnvHashMap<SocketAddr, Vec<Idle>>,
     count: usize,
 }
 

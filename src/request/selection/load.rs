@@ -5,7 +5,7 @@
 
 use crate::request::member::{AdminState, Member, Source};
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
+use fnv::FnvHashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -298,7 +298,8 @@ impl Drop for Lease {
 #[derive(Default)]
 pub struct States {
     pool: String,
-    by_addr: ArcSwap<HashMap<SocketAddr, Arc<BackendState>>>,
+    /// FNV rather than SipHash: the keys are backend addresses, looked up on every request.
+    by_addr: ArcSwap<FnvHashMap<SocketAddr, Arc<BackendState>>>,
 }
 
 impl States {
