@@ -84,8 +84,8 @@ pub enum Framing {
 pub struct Head {
     /// Bytes of `buf` taken by the head, leading empty lines and the final empty line included.
     pub len: usize,
-    /// The method, case kept (a token).
-    pub method: String,
+    /// Where the method (a token, case kept) is in the buffer parsed.
+    pub method: std::ops::Range<usize>,
     /// The HTTP minor version: 0, or 1 for HTTP/1.1 and any higher HTTP/1.x.
     pub minor: u8,
     /// The form of the request-target as received.
@@ -112,9 +112,10 @@ pub struct Head {
     /// ": "), except that for an absolute-form request the Host field(s) are replaced by one
     /// `Host: <authority of the target>`, placed first; then CRLF.
     pub canonical: Vec<u8>,
-    /// The Host the request is for (authority of an absolute-form target, else the Host field; `None` for
-    /// HTTP/1.0 without Host or with an empty one), as received.
-    pub host: Option<String>,
+    /// Where the Host the request is for is in the buffer parsed (authority of an absolute-form
+    /// target, else the Host field; `None` for HTTP/1.0 without Host or with an empty one), as
+    /// received.
+    pub host: Option<std::ops::Range<usize>>,
 }
 
 /// Parses and validates the request head at the start of `buf`, which may hold more bytes after it (body,
@@ -135,7 +136,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Head, HeadError> {
     let framing = fields.framing()?;
     Ok(Head {
         len: end,
-        method: ascii_string(line.method),
+        method: range_in(buf, line.method),
         minor: line.minor,
         form: target.form,
         framing,
@@ -144,7 +145,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Head, HeadError> {
         expect_continue: line.minor == 1 && fields.expect_continue,
         plain: !fields.special,
         canonical: canonical(buf, &line, &target, end, fields.count),
-        host: host.map(ascii_string),
+        host: host.map(|host| range_in(buf, host)),
     })
 }
 
@@ -177,9 +178,10 @@ fn too_large(reason: &'static str) -> HeadError {
     HeadError::Reject(431, reason)
 }
 
-/// Bytes already validated as ASCII, as a `String`.
-fn ascii_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
+/// Where `part` (a slice of `buf`) is in `buf`.
+fn range_in(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    start..start + part.len()
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1101,13 +1103,14 @@ mod tests {
 
     #[test]
     fn simple_get() {
-        let head = ok("GET /a?b HTTP/1.1\r\nHost:  example.com:8080 \r\nAccept:*/*\r\n\r\n");
-        assert_eq!(head.method, "GET");
+        let input = "GET /a?b HTTP/1.1\r\nHost:  example.com:8080 \r\nAccept:*/*\r\n\r\n";
+        let head = ok(input);
+        assert_eq!(&input[head.method.clone()], "GET");
         assert_eq!(head.minor, 1);
         assert_eq!(head.form, TargetForm::Origin);
         assert_eq!(head.framing, Framing::None);
         assert!(!head.close && !head.upgrade && !head.expect_continue);
-        assert_eq!(head.host.as_deref(), Some("example.com:8080"));
+        assert_eq!(head.host.map(|h| &input[h]), Some("example.com:8080"));
         let canonical = "GET /a?b HTTP/1.1\r\nHost: example.com:8080\r\nAccept: */*\r\n\r\n";
         assert_eq!(String::from_utf8_lossy(&head.canonical), canonical);
     }
@@ -1132,9 +1135,10 @@ mod tests {
 
     #[test]
     fn absolute_form_becomes_origin_form_with_host_first() {
-        let head = ok("GET http://b.example:81/p?q HTTP/1.1\r\nX: 1\r\nhOST: a\r\nY: 2\r\n\r\n");
+        let input = "GET http://b.example:81/p?q HTTP/1.1\r\nX: 1\r\nhOST: a\r\nY: 2\r\n\r\n";
+        let head = ok(input);
         assert_eq!(head.form, TargetForm::Absolute);
-        assert_eq!(head.host.as_deref(), Some("b.example:81"));
+        assert_eq!(head.host.map(|h| &input[h]), Some("b.example:81"));
         let canonical = "GET /p?q HTTP/1.1\r\nHost: b.example:81\r\nX: 1\r\nY: 2\r\n\r\n";
         assert_eq!(String::from_utf8_lossy(&head.canonical), canonical);
     }
@@ -1173,9 +1177,10 @@ mod tests {
         let head = ok("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(head.form, TargetForm::Asterisk);
         assert!(head.canonical.starts_with(b"OPTIONS * HTTP/1.1\r\n"));
-        let head = ok("CONNECT a.example:443 HTTP/1.1\r\nHost: h\r\n\r\n");
+        let input = "CONNECT a.example:443 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let head = ok(input);
         assert_eq!(head.form, TargetForm::Authority);
-        assert_eq!(head.host.as_deref(), Some("h"));
+        assert_eq!(head.host.map(|h| &input[h]), Some("h"));
         assert!(head.canonical.starts_with(b"CONNECT a.example:443 HTTP/1.1\r\n"));
     }
 
@@ -1430,9 +1435,10 @@ mod tests {
             }
             let again = parse(&head.canonical, &reparse).unwrap_or_else(|e| panic!("{input:?}: {e}"));
             assert_eq!(again.canonical, head.canonical, "{input:?}");
+            let host_of = |h: &Head, buf: &[u8]| h.host.clone().map(|r| buf[r].to_vec());
             assert_eq!(
-                (again.framing, again.host, again.minor),
-                (head.framing, head.host, head.minor)
+                (again.framing, host_of(&again, &head.canonical), again.minor),
+                (head.framing, host_of(&head, &input), head.minor)
             );
             assert_eq!(
                 (again.close, again.upgrade, again.expect_continue),
