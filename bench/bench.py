@@ -7,8 +7,12 @@ worker, round robin (or the scenario's algorithm), upstream keep-alive, X-Forwar
 Every (scenario, contender) run is repeated and the median is reported, with ratios to nginx
 and HAProxy.
 
+Besides plain HTTP/1.1, clients speak TLS 1.3 to the load balancer (keep-alive, and a new
+connection per request) and HTTP/2 over TLS; the backends stay plain HTTP/1.1.
+
 Figures per row:
-- req/s at saturation (wrk, 64 keep-alive connections, closed loop);
+- req/s at saturation (wrk, 64 keep-alive connections, closed loop; h2load with 10 streams on
+  each connection for HTTP/2);
 - LB CPU microseconds per request (utime+stime from /proc over the measured window: the most
   stable figure on a noisy machine);
 - p50/p99 latency at the same offered load for all contenders (oha, open loop at half the
@@ -23,7 +27,7 @@ offered-load chart (oha, open loop); instructions per request under callgrind.
 
 Usage: bench/run [--quick] [--reps N] [--duration S] [--only SCENARIO[,..]] [--no-curve]
        [--no-callgrind] [--out DIR] [--lb-server "key: value,..."] [--contenders lb,nginx,...]
-       [--idle N[,N]]      idle keep-alive connection counts (default 5000,8000; '' for none)
+       [--idle N[,N]]      idle keep-alive connection counts (default 5000,10000; '' for none)
        [--baseline PATH]   another lb binary (e.g. the previous commit's) measured as contender
                            `lb-base` in the same run, for before/after rows in the history table
 """
@@ -37,6 +41,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -56,7 +61,7 @@ CONTENDERS = ["lb", "nginx", "haproxy"]
 BASE_BIN = None  # --baseline: the `lb-base` contender's binary
 LB_SERVER_EXTRA = ""  # e.g. "work_stealing: false", from --lb-server
 SMALL_BODY = "hello world\n"
-MAX_CONNS = 8000  # nginx worker_connections, HAProxy maxconn (raised for the idle connections part)
+MAX_CONNS = 8000  # lb max_connections, nginx worker_connections, HAProxy maxconn (raised for the idle part)
 
 
 # ----------------------------------------------------------------------------- processes
@@ -126,18 +131,6 @@ def thread_cpu_seconds(pid, name):
     return out
 
 
-def peak_rss_kib(pids):
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
 class Proc:
     """A child process (pinned to `cpu` unless it is None) in a session of its own, logging to
     `log`; `stop` ends the whole session, with SIGKILL if `sig` is not enough."""
@@ -165,11 +158,23 @@ class Proc:
                 self.p.wait()
 
 
-def wait_http(port, path="/small", limit=60):
+def client_tls():
+    """A client context that takes the bench's self-signed certificate (wrk, h2load and oha do not
+    verify it either)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def wait_http(port, path="/small", limit=60, tls=False):
     end = time.time() + limit
     while time.time() < end:
         try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            if tls:
+                c = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=client_tls())
+            else:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             c.request("GET", path)
             if c.getresponse().status == 200:
                 return True
@@ -180,6 +185,22 @@ def wait_http(port, path="/small", limit=60):
 
 
 # ----------------------------------------------------------------------------- configs
+
+# The TLS scenarios give the three the same certificate and TLS 1.3 (nginx and HAProxy are held
+# to it; lb's rustls also offers 1.2, which no client here picks), with each following the
+# client's cipher order (HAProxy prefers its own unless told), so every contender negotiates the
+# same suite and X25519 with a given client. Session resumption is each one's default: nginx
+# issues stateless tickets, HAProxy tickets and a session cache, lb (rustls) a 256-entry
+# session cache with 2 tickets per handshake.
+
+def make_certificate(work):
+    """The TLS scenarios' certificate, made once per run: self-signed ECDSA P-256 in cert.pem, its
+    key in key.pem, and both in cert+key.pem for HAProxy, which reads them from one file."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-subj", "/CN=bench", "-days", "2", "-keyout", str(work / "key.pem"),
+                    "-out", str(work / "cert.pem")], check=True, capture_output=True, timeout=60)
+    (work / "cert+key.pem").write_text((work / "cert.pem").read_text() + (work / "key.pem").read_text())
+
 
 def backends_conf(work, ports):
     (work / "16k").write_bytes(bytes((i * 7) % 251 for i in range(16384)))
@@ -208,8 +229,12 @@ http {{
     return path
 
 
-def lb_conf(work, port, ports, algorithm, features, threads=1, health_interval="1s"):
+def lb_conf(work, port, ports, algorithm, features, threads=1, health_interval="1s", tls=None):
     backends = "\n".join(f"      - address: 127.0.0.1:{p}" for p in ports)
+    listener = f"address: 127.0.0.1:{port}, max_connections: {MAX_CONNS}"
+    if tls:
+        listener += (f", tls: {{certificates: [{{cert: {work}/cert.pem, key: {work}/key.pem}}], "
+                     f"http2: {'true' if tls == 'h2' else 'false'}}}")
     key = "    hash_key: uri\n" if algorithm == "consistent" else ""
     health = ""
     if "health" in features:
@@ -229,7 +254,7 @@ def lb_conf(work, port, ports, algorithm, features, threads=1, health_interval="
 {server_extra}  pid_file: {work}/lb.pid
   upgrade_sock: {work}/lb.sock
   upstream_keepalive_pool_size: 1024
-listeners: [{{address: 127.0.0.1:{port}}}]
+listeners: [{{{listener}}}]
 {extra}upstreams:
   bench:
     algorithm: {algorithm}
@@ -247,8 +272,13 @@ HAPROXY_BALANCE = {"round_robin": "balance roundrobin", "least_connections": "ba
                    "consistent": "balance uri\n  hash-type consistent"}
 
 
-def nginx_conf(work, port, ports, algorithm):
+def nginx_conf(work, port, ports, algorithm, tls=None):
     servers = "\n".join(f"    server 127.0.0.1:{p};" for p in ports)
+    listen, tls_conf = f"127.0.0.1:{port}", ""
+    if tls:
+        listen += " ssl http2" if tls == "h2" else " ssl"
+        tls_conf = (f"\n    ssl_certificate {work}/cert.pem;\n    ssl_certificate_key {work}/key.pem;"
+                    "\n    ssl_protocols TLSv1.3;")
     conf = f"""
 worker_processes 1;
 daemon off;
@@ -266,7 +296,7 @@ http {{
     keepalive_requests 100000000;
   }}
   server {{
-    listen 127.0.0.1:{port};
+    listen {listen};{tls_conf}
     location / {{
       proxy_pass http://bench;
       proxy_http_version 1.1;
@@ -283,11 +313,19 @@ http {{
     return path
 
 
-def haproxy_conf(work, port, ports, algorithm):
+def haproxy_conf(work, port, ports, algorithm, tls=None):
     servers = "\n".join(f"  server s{i} 127.0.0.1:{p}" for i, p in enumerate(ports))
+    bind = f"127.0.0.1:{port}"
+    if tls:
+        alpn = "h2,http/1.1" if tls == "h2" else "http/1.1"
+        bind += f" ssl crt {work}/cert+key.pem ssl-min-ver TLSv1.3 prefer-client-ciphers alpn {alpn}"
     conf = f"""global
   nbthread 1
   maxconn {MAX_CONNS}
+  # maxconn makes HAProxy ask for two file descriptors per connection; where the hard limit is
+  # lower (raising it needs CAP_SYS_RESOURCE) it starts anyway, as nginx does when
+  # worker_rlimit_nofile asks for more: the idle connections part needs one per connection.
+  no strict-limits
 defaults
   mode http
   timeout connect 5s
@@ -296,7 +334,7 @@ defaults
   option forwardfor
   http-reuse always
 frontend fe
-  bind 127.0.0.1:{port}
+  bind {bind}
   default_backend be
 backend be
   {HAPROXY_BALANCE[algorithm]}
@@ -308,20 +346,20 @@ backend be
 
 
 def start_contender(name, work, port, ports, algorithm, features=(), wrapper=(), threads=1, cpus=LB_CPU,
-                    health_interval="1s"):
+                    health_interval="1s", tls=None):
     if name in ("lb", "lb-base"):
         binary = LB_BIN if name == "lb" else BASE_BIN
         if name == "lb-base" and not binary_accepts(binary, work, algorithm, features):
             features = tuple(f for f in features if f != "admin")  # an lb from before the admin API
-        conf = lb_conf(work, port, ports, algorithm, features, threads, health_interval)
+        conf = lb_conf(work, port, ports, algorithm, features, threads, health_interval, tls)
         env = dict(os.environ, RUST_LOG="warn")
         return Proc(list(wrapper) + [str(binary), "-c", str(conf)], cpus, work / f"{name}.log", env)
     if name == "nginx":
-        conf = nginx_conf(work, port, ports, algorithm)
+        conf = nginx_conf(work, port, ports, algorithm, tls)
         extra = ["-g", "master_process off;"] if wrapper else []
         return Proc(list(wrapper) + ["nginx", "-c", str(conf)] + extra, cpus, work / "nginx-lb.log")
     if name == "haproxy":
-        conf = haproxy_conf(work, port, ports, algorithm)
+        conf = haproxy_conf(work, port, ports, algorithm, tls)
         return Proc(list(wrapper) + ["haproxy", "-db", "-f", str(conf)], cpus, work / "haproxy.log")
     raise ValueError(f"unknown contender {name!r}")
 
@@ -330,8 +368,8 @@ def start_for(name, work, ports, scenario):
     port = free_port()
     lb = start_contender(name, work, port, ports[: scenario["backends"]], scenario["algorithm"],
                          scenario.get("features", ()), threads=scenario.get("threads", 1),
-                         cpus=scenario.get("lb_cpus", LB_CPU))
-    if not wait_http(port):
+                         cpus=scenario.get("lb_cpus", LB_CPU), tls=scenario.get("tls"))
+    if not wait_http(port, tls=bool(scenario.get("tls"))):
         lb.stop(signal.SIGINT)
         raise RuntimeError(f"{name} did not start; see {lb.log}")
     return lb, port
@@ -357,6 +395,18 @@ def parse_wrk(out):
             "errors": errors}
 
 
+def parse_h2load(out):
+    """Requests, req/s and failures from h2load's report, as from wrk's (`failed` counts streams
+    that broke and answers other than 2xx and 3xx)."""
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed", out)
+    return {"requests": int(done.group(1)), "rps": float(re.search(r"finished in \S+, ([\d.]+) req/s", out).group(1)),
+            "errors": int(done.group(2))}
+
+
+def url_of(port, scenario):
+    return f"{'https' if scenario.get('tls') else 'http'}://127.0.0.1:{port}{scenario['path']}"
+
+
 WRK_RANDOM_URI = """
 request = function()
   return wrk.format("GET", "/small?k=" .. math.random(100000, 999999))
@@ -373,21 +423,38 @@ def run_wrk(work, port, scenario, conns, seconds):
         script = work / "random_uri.lua"
         script.write_text(WRK_RANDOM_URI)
         cmd += ["-s", str(script)]
-    cmd.append(f"http://127.0.0.1:{port}{scenario['path']}")
+    cmd.append(url_of(port, scenario))
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
     return parse_wrk(out)
+
+
+def run_h2load(port, scenario, conns, seconds):
+    """Closed loop over HTTP/2 (TLS, ALPN h2): `conns` connections, each with the scenario's
+    `streams` requests in flight."""
+    cpus = scenario.get("load_cpus", LOAD_CPU)
+    cmd = ["taskset", "-c", cpus, "h2load", "-t", str(len(cpus.split(","))), "-c", str(conns),
+           "-m", str(scenario["streams"]), "-D", str(seconds), url_of(port, scenario)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    return parse_h2load(out)
+
+
+def run_load(work, port, scenario, conns, seconds):
+    """Closed-loop load at saturation: h2load for HTTP/2 clients, wrk for HTTP/1.1."""
+    if scenario.get("tls") == "h2":
+        return run_h2load(port, scenario, conns, seconds)
+    return run_wrk(work, port, scenario, conns, seconds)
 
 
 def measure(name, work, ports, scenario, conns, seconds, warmup):
     lb, port = start_for(name, work, ports, scenario)
     try:
-        run_wrk(work, port, scenario, conns, warmup)
+        run_load(work, port, scenario, conns, warmup)
         pids = lb.pids()
         cpu0, acc0 = cpu_seconds(pids), backend_accepts(ports[0])
-        result = run_wrk(work, port, scenario, conns, seconds)
+        result = run_load(work, port, scenario, conns, seconds)
         cpu1, acc1 = cpu_seconds(pids), backend_accepts(ports[0])
         result["cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / max(result["requests"], 1)
-        result["rss_mib"] = peak_rss_kib(lb.pids()) / 1024
+        result["rss_mib"] = idle.status_kib(lb.pids(), "VmHWM") / 1024
         result["conns_per_req"] = max(acc1 - acc0 - 1, 0) / max(result["requests"], 1)
         result["lb_cpu_util"] = (cpu1 - cpu0) / seconds
         return result
@@ -397,11 +464,15 @@ def measure(name, work, ports, scenario, conns, seconds, warmup):
 
 def run_oha(port, scenario, rate, seconds, conns=64):
     """Open loop at `rate` requests/s: (p50 ms, p99 ms, achieved req/s, non-2xx + errors)."""
-    url = f"http://127.0.0.1:{port}{scenario['path']}"
+    url = url_of(port, scenario)
     cmd = ["taskset", "-c", scenario.get("load_cpus", LOAD_CPU), str(OHA), "--no-tui", "--output-format", "json",
            "-c", str(conns), "-q", str(int(rate)), "-z", f"{seconds}s", "--latency-correction"]
     if scenario.get("new_conn"):
         cmd.append("--disable-keepalive")
+    if scenario.get("tls"):
+        cmd.append("--insecure")  # the bench's certificate is self-signed
+    if scenario.get("tls") == "h2":
+        cmd += ["--http2", "-p", str(scenario["streams"])]
     if scenario.get("random_uri"):
         cmd.append("--rand-regex-url")
         url = url + "\\?k=[0-9]{6}"
@@ -427,7 +498,7 @@ def measure_open(name, work, ports, scenario, rate, seconds):
     """LB CPU per request and its split over the proxy threads, at an offered `rate`."""
     lb, port = start_for(name, work, ports, scenario)
     try:
-        run_wrk(work, port, scenario, 64, 1)
+        run_load(work, port, scenario, 64, 1)
         pids = lb.pids()
         cpu0, threads0 = cpu_seconds(pids), thread_cpu_seconds(lb.p.pid, "lb proxy")
         lat = run_oha(port, scenario, rate, seconds)
@@ -444,7 +515,7 @@ def measure_open(name, work, ports, scenario, rate, seconds):
 def latency_at(name, work, ports, scenario, rate, seconds):
     lb, port = start_for(name, work, ports, scenario)
     try:
-        run_wrk(work, port, scenario, 64, 1)
+        run_load(work, port, scenario, 64, 1)
         return run_oha(port, scenario, rate, seconds)
     finally:
         lb.stop(signal.SIGINT)
@@ -463,6 +534,16 @@ SCENARIOS = {
     "ka_16k": {"title": "keep-alive, 16 KiB body", "path": "/16k", "backends": 2, "algorithm": "round_robin"},
     "new_conn": {"title": "new connection per request", "path": "/small", "backends": 2,
                  "algorithm": "round_robin", "new_conn": True},
+    # TLS to the load balancer, plain HTTP/1.1 to the backends. "tls" is what the clients speak
+    # over it (ALPN): "h2" also has lb, nginx and HAProxy offer h2.
+    "tls_ka": {"title": "HTTPS keep-alive, small body", "path": "/small", "backends": 2,
+               "algorithm": "round_robin", "tls": "http/1.1"},
+    # wrk (and oha) resume the TLS session of their previous connection: every request pays a
+    # TCP connection and a resumed handshake (PSK with X25519, no certificate signature).
+    "tls_new_conn": {"title": "HTTPS, new connection per request (TLS session resumed)", "path": "/small",
+                     "backends": 2, "algorithm": "round_robin", "tls": "http/1.1", "new_conn": True},
+    "h2": {"title": "HTTP/2 from the client (TLS), small body", "path": "/small", "backends": 2,
+           "algorithm": "round_robin", "tls": "h2", "streams": 10},
     "pool100_least_conn": {"title": "100 backends, least connections", "path": "/small", "backends": 100,
                            "algorithm": "least_connections"},
     "pool100_consistent": {"title": "100 backends, consistent hash of the URI", "path": "/small",
@@ -487,7 +568,8 @@ def binary_accepts(binary, work, algorithm, features):
 
 
 def lb_supports(work, scenario):
-    conf = lb_conf(work, free_port(), [1, 2], scenario["algorithm"], scenario.get("features", ()))
+    conf = lb_conf(work, free_port(), [1, 2], scenario["algorithm"], scenario.get("features", ()),
+                   tls=scenario.get("tls"))
     ok = subprocess.run([str(LB_BIN), "-t", "-c", str(conf)], capture_output=True, text=True, timeout=60)
     return ok.returncode == 0, ok.stderr.strip()
 
@@ -675,6 +757,7 @@ def extra_lines(rows):
                     f"{new['cpu_us_per_req']:.1f} µs/req against {old['cpu_us_per_req']:.1f} "
                     f"({(new['cpu_us_per_req'] / old['cpu_us_per_req'] - 1) * 100:+.1f}%), "
                     f"{new['rps']:.0f} req/s against {old['rps']:.0f}."]
+    out += tls_lines(rows)
     t1, t2 = rows.get("scale_t1", {}).get("lb"), rows.get("scale_t2", {}).get("lb")
     if t1 and t2 and "open" in t1 and "open" in t2:
         o1, o2 = t1["open"], t2["open"]
@@ -688,6 +771,15 @@ def extra_lines(rows):
                 f"{t1['lb_cpu_util'] * 100:.0f}% of a core and threads: 2 {t2['rps']:.0f} req/s using "
                 f"{t2['lb_cpu_util'] * 100:.0f}%: the load generator and backends take the rest of the machine."]
     return out
+
+
+def tls_lines(rows):
+    if not any(SCENARIOS[key].get("tls") for key in rows):
+        return []
+    return ["", f"HTTPS rows: TLS 1.3 from the clients to the load balancer (the same self-signed ECDSA P-256 "
+            f"certificate for the three, X25519, each one's own session resumption), plain HTTP/1.1 to the backends; "
+            f"HTTP/2 with {SCENARIOS['h2']['streams']} requests in flight on each connection (h2load, and oha --http2 "
+            f"for p50/p99). Their p99 is mostly the start of oha's run, while it makes its TLS connections: compare p50."]
 
 
 COLORS = {"lb": "#d62728", "lb-base": "#ff9896", "nginx": "#2ca02c", "haproxy": "#1f77b4"}
@@ -763,7 +855,7 @@ def main():
     ap.add_argument("--lb-server", default="", help="extra server settings for lb, comma-separated key: value")
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--baseline", default="", help="another lb binary, measured as contender lb-base")
-    ap.add_argument("--idle", default="5000,8000", help="idle keep-alive connection counts ('' for none)")
+    ap.add_argument("--idle", default="5000,10000", help="idle keep-alive connection counts ('' for none)")
     args = ap.parse_args()
     args.idle = [int(n) for n in args.idle.split(",") if n]
     global LB_SERVER_EXTRA, BASE_BIN
@@ -794,6 +886,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="lb-bench-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user and serve /16k from here
     ports = free_ports(100)
+    make_certificate(work)
     backends = Proc(["nginx", "-c", str(backends_conf(work, ports))], LOAD_CPU, work / "backends.log")
     curve, callgrind, idles = {}, None, {}
     try:

@@ -1,5 +1,5 @@
 """Idle keep-alive connections: what they cost each load balancer in resident memory, and what
-is left 10 s after they close. Part of bench/bench.py (`--idle 5000,8000`).
+is left 10 s after they close. Part of bench/bench.py (`--idle 5000,10000`).
 
 Per contender, fresh: one request to warm up, then RSS (summed over its processes) is the base;
 `n` connections are opened 250 at a time, each with one request answered, and left open (the
@@ -17,12 +17,14 @@ GROUP = 250
 REQUEST = b"GET /small HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
-def rss_kib(pids):
+def status_kib(pids, field):
+    """A memory field of /proc/PID/status (VmRSS: resident now, VmHWM: its peak) summed over
+    `pids`, in KiB; processes gone meanwhile count 0."""
     total = 0
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     total += int(line.split()[1])
         except OSError:
             pass
@@ -46,10 +48,10 @@ def answered(sock, body):
 
 def settled(proc, least=3.0, limit=20.0):
     """RSS once it has held still for a second (at least `least` s, at most `limit` s)."""
-    start, last = time.time(), rss_kib(proc.pids())
+    start, last = time.time(), status_kib(proc.pids(), "VmRSS")
     while True:
         time.sleep(0.5)
-        now = rss_kib(proc.pids())
+        now = status_kib(proc.pids(), "VmRSS")
         if (now == last and time.time() - start >= least) or time.time() - start > limit:
             return now
         last = now
@@ -57,7 +59,7 @@ def settled(proc, least=3.0, limit=20.0):
 
 def measure(proc, port, n, body):
     time.sleep(1)
-    base = rss_kib(proc.pids())
+    base = status_kib(proc.pids(), "VmRSS")
     socks, peak = [], base
     while len(socks) < n:
         group = [socket.create_connection(("127.0.0.1", port)) for _ in range(min(GROUP, n - len(socks)))]
@@ -66,12 +68,12 @@ def measure(proc, port, n, body):
         for s in group:
             answered(s, body)
         socks += group
-        peak = max(peak, rss_kib(proc.pids()))
+        peak = max(peak, status_kib(proc.pids(), "VmRSS"))
     idle = settled(proc)
     for s in socks:
         s.close()
     time.sleep(10)
-    after = rss_kib(proc.pids())
+    after = status_kib(proc.pids(), "VmRSS")
     return {"n": n, "base": base, "peak": peak, "idle": idle, "after": after}
 
 
