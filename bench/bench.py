@@ -255,6 +255,7 @@ def lb_conf(work, port, ports, algorithm, features, threads=1, health_interval="
   upgrade_sock: {work}/lb.sock
   upstream_keepalive_pool_size: 1024
 listeners: [{{{listener}}}]
+clients: {{keepalive_requests: 100000000}}
 {extra}upstreams:
   bench:
     algorithm: {algorithm}
