@@ -1134,6 +1134,26 @@ mod tests {
     }
 
     #[test]
+    fn plain_heads_carry_nothing_a_proxy_rewrites() {
+        let head = |fields: &str| ok(&format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n"));
+        assert!(head("").plain);
+        assert!(head("Connection: keep-alive, Close\r\nAccept: */*\r\n").plain);
+        for field in [
+            "TE: trailers",
+            "Keep-Alive: timeout=5",
+            "Max-Forwards: 1",
+            "Connection: x-hop",
+            "Upgrade: h2c\r\nConnection: upgrade",
+            "Expect: 100-continue",
+            "Proxy-Authorization: x",
+            "Trailer: x",
+            "HTTP2-Settings: x",
+        ] {
+            assert!(!head(&format!("{field}\r\n")).plain, "{field}");
+        }
+    }
+
+    #[test]
     fn absolute_form_becomes_origin_form_with_host_first() {
         let input = "GET http://b.example:81/p?q HTTP/1.1\r\nX: 1\r\nhOST: a\r\nY: 2\r\n\r\n";
         let head = ok(input);
