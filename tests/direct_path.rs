@@ -78,6 +78,8 @@ struct Recorder {
     addr: SocketAddr,
     log: Arc<Mutex<Vec<Vec<u8>>>>,
     connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections the backend is done with (closed).
+    closed: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -93,23 +95,33 @@ impl Recorder {
         let addr = listener.local_addr().expect("addr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (seen, accepted) = (Arc::clone(&log), Arc::clone(&connections));
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (seen, accepted, done) = (Arc::clone(&log), Arc::clone(&connections), Arc::clone(&closed));
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tokio::spawn(answer(conn, Arc::clone(&seen), idle));
+                let (seen, done) = (Arc::clone(&seen), Arc::clone(&done));
+                tokio::spawn(async move {
+                    answer(conn, seen, idle).await;
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                });
             }
         });
         Recorder {
             addr,
             log,
             connections,
+            closed,
             task,
         }
     }
 
     fn connections(&self) -> usize {
         self.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn closed(&self) -> usize {
+        self.closed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn requests(&self) -> Vec<String> {
@@ -367,10 +379,8 @@ async fn proxied_by(metrics: SocketAddr, path: &str) -> u64 {
         .await
         .map(|r| r.text())
         .unwrap_or_default();
-    let sample = format!("lb_http1_requests_total{{path=\"{path}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&sample)?.parse().ok())
-        .unwrap_or(0)
+    let sample = format!("lb_http1_requests_total{{path=\"{path}\"}}");
+    common::metric_value(&text, &sample).map_or(0, |n| n as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,7 +471,7 @@ async fn idle_backend_connections_are_reused_and_dropped_once_the_backend_closes
     assert_eq!(backend.connections(), 1);
     // The backend closes it while it is idle: the next request finds it closed when it takes
     // it, and opens another, with no failed attempt.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(eventually(PATIENCE, async || backend.closed() == 1).await);
     assert_eq!(get().await, 200);
     assert_eq!(backend.connections(), 2);
     let text = common::client::get(metrics, "/metrics")

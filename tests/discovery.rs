@@ -43,11 +43,8 @@ fn expect(list: &[(&Demo, &str)]) -> Vec<(String, String)> {
 
 /// `lb_discovery_errors_total` of `pool`.
 async fn errors(api: &Api, pool: &str) -> f64 {
-    let text = api.call("GET", "/metrics", None).await.text();
-    let name = format!("lb_discovery_errors_total{{pool=\"{pool}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&name)?.trim().parse().ok())
-        .unwrap_or(-1.0)
+    let sample = format!("lb_discovery_errors_total{{pool=\"{pool}\"}}");
+    api.metric(&sample).await.unwrap_or(-1.0)
 }
 
 /// Waits until pool `web` has exactly `want` as members; panics with the log otherwise.

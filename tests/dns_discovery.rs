@@ -100,11 +100,8 @@ async fn members(api: &Api, pool: &str) -> Vec<(String, String, u64)> {
 }
 
 async fn errors(api: &Api, pool: &str) -> f64 {
-    let text = api.call("GET", "/metrics", None).await.text();
-    let metric = format!("lb_discovery_errors_total{{pool=\"{pool}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&metric)?.trim().parse().ok())
-        .unwrap_or(-1.0)
+    let sample = format!("lb_discovery_errors_total{{pool=\"{pool}\"}}");
+    api.metric(&sample).await.unwrap_or(-1.0)
 }
 
 /// Backends on 127.0.0.2, .3 and .4, all on one port (A records carry no port).

@@ -34,6 +34,11 @@ impl Api {
         client.send(req).await.expect("admin call")
     }
 
+    /// The value of `sample` in the `/metrics` exposition (`None` when absent).
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        super::metric_value(&self.call("GET", "/metrics", None).await.text(), sample)
+    }
+
     /// `method path` with `body`: status and JSON.
     pub async fn json(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         let resp = self.call(method, path, body).await;

@@ -29,6 +29,13 @@ pub const DEMO: &str = env!("CARGO_BIN_EXE_lb-demo");
 /// A generous deadline for anything that should happen "soon" on a busy machine.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// The value of `sample` (a metric name with its labels, e.g. `lb_retries_total{pool="web"}`)
+/// in a Prometheus exposition `text`.
+pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// Polls `cond` every 20 ms until it holds or `limit` passes; true if it held.
 pub async fn eventually(limit: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
