@@ -7,7 +7,7 @@
 mod common;
 
 use common::admin::{backend_path, Api};
-use common::client::get;
+use common::client::{full, get, request, Client};
 use common::{eventually, free_addr, tally, Demo, Guard, Lb, TempDir, PATIENCE};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -151,4 +151,44 @@ async fn two_instances_share_registrations_drains_and_ttls_through_etcd() {
     assert!(ready, "{}", two.log());
     let counts = tally(&two, "/", 20).await;
     assert_eq!(counts.keys().collect::<Vec<_>>(), ["a", "b"], "{counts:?}");
+}
+
+/// How many leases etcd holds (through its JSON gateway).
+async fn leases(etcd: &Etcd) -> usize {
+    let mut client = Client::connect(etcd.client).await.expect("etcd answers");
+    let resp = client
+        .send(request("POST", "/v3/lease/leases", full("{}")))
+        .await
+        .expect("lease list");
+    let json: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON");
+    json["leases"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_through_either_instance_renew_one_lease() {
+    let etcd = Etcd::start().await;
+    let (a, b) = (Demo::start("a"), Demo::start("b"));
+    let (one, two) = (Lb::start(&config(&etcd, &a)), Lb::start(&config(&etcd, &a)));
+    let apis = [Api::new(one.admin()), Api::new(two.admin())];
+
+    // Heartbeats every 400 ms for a TTL of 2 s, taking turns on the two instances (as behind a
+    // balanced admin address), for three TTLs: b stays on both, under one lease.
+    for beat in 0..15 {
+        apis[beat % 2].put("web", b.addr, r#"{"ttl": "2s"}"#).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    for api in &apis {
+        assert_eq!(state(api, b.addr).await.as_deref(), Some("ready"));
+    }
+    assert_eq!(leases(&etcd).await, 1, "each heartbeat took a new lease");
+    let counts = tally(&two, "/", 20).await;
+    assert_eq!(counts.keys().collect::<Vec<_>>(), ["a", "b"], "{counts:?}");
+
+    // The heartbeats stop: b expires on both, and its lease with it.
+    let gone = eventually(PATIENCE, async || {
+        state(&apis[0], b.addr).await.is_none() && state(&apis[1], b.addr).await.is_none()
+    })
+    .await;
+    assert!(gone, "b did not expire on both");
+    assert!(eventually(PATIENCE, async || leases(&etcd).await == 0).await);
 }

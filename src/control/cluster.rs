@@ -1,8 +1,8 @@
 //! Runtime state shared by several instances through etcd (`cluster: {etcd: ...}`), as
 //! Apache APISIX does: each runtime change of a backend (a registration, a weight or state
 //! override, a removal of a listed backend) is one key, `PREFIX/pools/POOL/IP:PORT`, holding
-//! its JSON; a registration with a TTL is put under an etcd lease of that TTL, so etcd removes
-//! it when its heartbeats stop, for every instance at once. Every instance reads the prefix at
+//! its JSON; a registration with a TTL is put under an etcd lease of that TTL, which its
+//! heartbeats renew, so etcd removes it when they stop, for every instance at once. Every instance reads the prefix at
 //! start and then follows a watch from that revision, applying each change to its pools; when
 //! etcd is unreachable it keeps serving its last known state, admin writes answer `503`, and
 //! the watch is restarted (with a fresh read, to catch up) once etcd is back.
@@ -47,6 +47,23 @@ fn entry_of(pc: Option<&PoolChanges>, addr: SocketAddr) -> Option<Entry> {
         .iter()
         .find(|o| o.address == addr)
         .map(|o| Entry::Override(o.clone()))
+}
+
+/// The lease of `key` renewed, when `key` holds a registration with a TTL of `ttl_ms` under a
+/// live lease; `None` otherwise (or when etcd says no), and a new lease is taken instead.
+async fn renewed_lease(client: &mut Client, key: &str, ttl_ms: u64) -> Option<i64> {
+    let got = client.get(key, None).await.ok()?;
+    let kv = got.kvs().first()?;
+    let same_ttl = matches!(
+        serde_json::from_slice::<Entry>(kv.value()),
+        Ok(Entry::Registered(Registered { ttl_ms: Some(ms), .. })) if ms == ttl_ms
+    );
+    if kv.lease() == 0 || !same_ttl {
+        return None;
+    }
+    // etcd's first answer on the keep-alive stream renews it, or says it ran out (an error).
+    client.lease_keep_alive(kv.lease()).await.ok()?;
+    Some(kv.lease())
 }
 
 impl Cluster {
@@ -147,15 +164,22 @@ impl Cluster {
             None => {}
             Some(entry) => {
                 let value = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
-                let options = match &entry {
-                    Entry::Registered(Registered { ttl_ms: Some(ms), .. }) => {
-                        let seconds = i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX).max(1);
-                        let lease = client.lease_grant(seconds, None).await.map_err(failed)?;
-                        Some(PutOptions::new().with_lease(lease.id()))
-                    }
-                    _ => None,
+                let Entry::Registered(Registered { ttl_ms: Some(ms), .. }) = &entry else {
+                    client.put(key, value, None).await.map_err(failed)?;
+                    return Ok(());
                 };
-                client.put(key, value, options).await.map_err(failed)?;
+                // A heartbeat renews the lease the key holds (etcd's keep-alive) rather than
+                // taking a new one each time, so leases do not pile up in etcd.
+                if let Some(lease) = renewed_lease(&mut client, &key, *ms).await {
+                    let put = client.put(key.as_str(), value.as_str(), Some(PutOptions::new().with_lease(lease)));
+                    if put.await.is_ok() {
+                        return Ok(());
+                    }
+                }
+                let seconds = i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX).max(1);
+                let lease = client.lease_grant(seconds, None).await.map_err(failed)?;
+                let options = PutOptions::new().with_lease(lease.id());
+                client.put(key, value, Some(options)).await.map_err(failed)?;
             }
         }
         Ok(())
