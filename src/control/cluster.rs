@@ -2,10 +2,11 @@
 //! Apache APISIX does: each runtime change of a backend (a registration, a weight or state
 //! override, a removal of a listed backend) is one key, `PREFIX/pools/POOL/IP:PORT`, holding
 //! its JSON; a registration with a TTL is put under an etcd lease of that TTL, which its
-//! heartbeats renew, so etcd removes it when they stop, for every instance at once. Every instance reads the prefix at
-//! start and then follows a watch from that revision, applying each change to its pools; when
-//! etcd is unreachable it keeps serving its last known state, admin writes answer `503`, and
-//! the watch is restarted (with a fresh read, to catch up) once etcd is back.
+//! heartbeats renew (through any instance), so etcd removes it when they stop, for every
+//! instance at once. Every instance reads the prefix at start and then follows a watch from that
+//! revision, applying each change to its pools; when etcd is unreachable it keeps serving its
+//! last known state, admin writes answer `503`, and the watch is restarted (with a fresh read,
+//! to catch up) once etcd is back.
 
 use crate::config::EtcdConf;
 use crate::control::state_file::{Changes, Override, PoolChanges, Registered};
@@ -50,20 +51,19 @@ fn entry_of(pc: Option<&PoolChanges>, addr: SocketAddr) -> Option<Entry> {
 }
 
 /// The lease of `key` renewed, when `key` holds a registration with a TTL of `ttl_ms` under a
-/// live lease; `None` otherwise (or when etcd says no), and a new lease is taken instead.
-async fn renewed_lease(client: &mut Client, key: &str, ttl_ms: u64) -> Option<i64> {
-    let got = client.get(key, None).await.ok()?;
-    let kv = got.kvs().first()?;
+/// live lease; `None` when it does not (or the lease ran out): then a new lease is taken.
+async fn renewed_lease(client: &mut Client, key: &str, ttl_ms: u64) -> Result<Option<i64>, etcd_client::Error> {
+    let got = client.get(key, None).await?;
+    let Some(kv) = got.kvs().first() else { return Ok(None) };
     let same_ttl = matches!(
         serde_json::from_slice::<Entry>(kv.value()),
         Ok(Entry::Registered(Registered { ttl_ms: Some(ms), .. })) if ms == ttl_ms
     );
     if kv.lease() == 0 || !same_ttl {
-        return None;
+        return Ok(None);
     }
-    // etcd's first answer on the keep-alive stream renews it, or says it ran out (an error).
-    client.lease_keep_alive(kv.lease()).await.ok()?;
-    Some(kv.lease())
+    // etcd's first answer on the keep-alive stream renews the lease, or says it ran out.
+    Ok(client.lease_keep_alive(kv.lease()).await.ok().map(|_| kv.lease()))
 }
 
 impl Cluster {
@@ -170,15 +170,14 @@ impl Cluster {
                 };
                 // A heartbeat renews the lease the key holds (etcd's keep-alive) rather than
                 // taking a new one each time, so leases do not pile up in etcd.
-                if let Some(lease) = renewed_lease(&mut client, &key, *ms).await {
-                    let put = client.put(key.as_str(), value.as_str(), Some(PutOptions::new().with_lease(lease)));
-                    if put.await.is_ok() {
-                        return Ok(());
+                let lease = match renewed_lease(&mut client, &key, *ms).await.map_err(failed)? {
+                    Some(lease) => lease,
+                    None => {
+                        let seconds = i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX).max(1);
+                        client.lease_grant(seconds, None).await.map_err(failed)?.id()
                     }
-                }
-                let seconds = i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX).max(1);
-                let lease = client.lease_grant(seconds, None).await.map_err(failed)?;
-                let options = PutOptions::new().with_lease(lease.id());
+                };
+                let options = PutOptions::new().with_lease(lease);
                 client.put(key, value, Some(options)).await.map_err(failed)?;
             }
         }
