@@ -21,8 +21,9 @@ Figures per row:
 - peak RSS (VmHWM summed over the LB's processes);
 - backend connections opened per request (nginx stub_status `accepts`).
 Plus: resident memory of thousands of idle keep-alive connections, and after they close
-(bench/idle.py); the cost of lb's production features (metrics, access log, health checks) against lb
-without them; threads: 2 against threads: 1 with both CPUs shared by everything; a latency vs
+(bench/idle.py); the cost of lb's production features (admin API, metrics, access log, health checks)
+against lb without them (lb_features against ka_small, and features_ab: lb's runs alternating with and
+without them, so that drift between scenarios cannot pass for their cost); threads: 2 against threads: 1 with both CPUs shared by everything; a latency vs
 offered-load chart (oha, open loop); instructions per request under callgrind.
 
 Usage: bench/run [--quick] [--reps N] [--duration S] [--only SCENARIO[,..]] [--no-curve]
@@ -367,8 +368,11 @@ def start_contender(name, work, port, ports, algorithm, features=(), wrapper=(),
 
 def start_for(name, work, ports, scenario):
     port = free_port()
+    features = scenario.get("features", ())
+    if name == "lb+features":  # the interleaved A/B: the same binary with the features on
+        name, features = "lb", FEATURES
     lb = start_contender(name, work, port, ports[: scenario["backends"]], scenario["algorithm"],
-                         scenario.get("features", ()), threads=scenario.get("threads", 1),
+                         features, threads=scenario.get("threads", 1),
                          cpus=scenario.get("lb_cpus", LB_CPU), tls=scenario.get("tls"))
     if not wait_http(port, tls=bool(scenario.get("tls"))):
         lb.stop(signal.SIGINT)
@@ -530,6 +534,9 @@ def median_of(runs):
 
 # ----------------------------------------------------------------------------- scenarios
 
+# lb's production features, as the lb_features and features_ab scenarios turn them on.
+FEATURES = ("admin", "metrics", "access_log", "health")
+
 SCENARIOS = {
     "ka_small": {"title": "keep-alive, small body", "path": "/small", "backends": 2, "algorithm": "round_robin"},
     "ka_16k": {"title": "keep-alive, 16 KiB body", "path": "/16k", "backends": 2, "algorithm": "round_robin"},
@@ -551,7 +558,12 @@ SCENARIOS = {
                            "backends": 100, "algorithm": "consistent", "random_uri": True},
     "lb_features": {"title": "lb with admin API, metrics, access log, health checks", "path": "/small",
                     "backends": 2, "algorithm": "round_robin",
-                    "features": ("admin", "metrics", "access_log", "health"), "contenders": ["lb", "lb-base"]},
+                    "features": FEATURES, "contenders": ["lb", "lb-base"]},
+    # The features' cost with lb alone, its runs alternating with and without them, so that the
+    # machine's drift between scenarios does not pass for their cost.
+    "features_ab": {"title": "lb without and with its production features, runs alternating", "path": "/small",
+                    "backends": 2, "algorithm": "round_robin", "contenders": ["lb", "lb+features"],
+                    "no_latency": True},
     # Scaling: both CPUs shared by everything, so threads: 2 can only show what the second
     # core's spare cycles give.
     "scale_t1": {"title": "lb threads: 1, all on both CPUs", "path": "/small", "backends": 2,
@@ -580,7 +592,7 @@ def run_table(work, ports, args):
     for key in args.only:
         scenario = SCENARIOS[key]
         supported, why = lb_supports(work, scenario)
-        contenders = [c for c in scenario.get("contenders", CONTENDERS) if c in CONTENDERS]
+        contenders = [c for c in scenario.get("contenders", CONTENDERS) if c.split("+")[0] in CONTENDERS]
         contenders = [c for c in contenders if c != "lb" or supported]
         runs = {c: [] for c in contenders}
         for rep in range(args.reps):
@@ -714,7 +726,7 @@ def markdown(rows, callgrind, args):
         if key.startswith("scale_"):
             continue
         nginx, haproxy = row.get("nginx", {}), row.get("haproxy", {})
-        for name in CONTENDERS:
+        for name in CONTENDERS + ["lb+features"]:
             label = "lb (baseline)" if name == "lb-base" else name
             r = row.get(name)
             if r is None:
@@ -751,6 +763,12 @@ def extra_lines(rows):
             out += ["", f"Production features ({label}: {SCENARIOS['lb_features']['title'][8:]}): "
                     f"{feat['cpu_us_per_req']:.1f} µs/req against {base['cpu_us_per_req']:.1f} without: "
                     f"{extra * 100:+.1f}% CPU per request."]
+    ab = rows.get("features_ab", {})
+    if ab.get("lb") and ab.get("lb+features"):
+        base, feat = ab["lb"]["cpu_us_per_req"], ab["lb+features"]["cpu_us_per_req"]
+        out += ["", f"Production features, measured with lb's runs alternating with and without them "
+                f"(features_ab): {feat:.1f} µs/req with them against {base:.1f} without: "
+                f"{(feat / base - 1) * 100:+.1f}% CPU per request."]
     for key, row in rows.items():
         new, old = row.get("lb"), row.get("lb-base")
         if new and old:
