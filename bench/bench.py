@@ -716,7 +716,8 @@ def markdown(rows, callgrind, args):
         f"Machine: {os.cpu_count()} CPUs; LB pinned to CPU {LB_CPU}, load generator + backends on CPU {LOAD_CPU}; "
         f"{args.conns} connections; {args.duration} s per run, median of {args.reps} runs. req/s: saturation "
         "(wrk, closed loop). p50/p99: oha, open loop at the same offered load for the three (the `@ rate` "
-        "column: half the slowest contender's saturation rate), corrected for coordinated omission.",
+        + ("column: set with --latency-rate" if args.latency_rate else "column: half the slowest contender's saturation rate")
+        + "), corrected for coordinated omission.",
         "",
         "| scenario | LB | req/s | CPU µs/req | vs nginx | vs HAProxy | p50 ms | p99 ms | @ rate | peak RSS MiB "
         "| backend conns/req | errors |",
