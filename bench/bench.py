@@ -21,10 +21,11 @@ Figures per row:
 - peak RSS (VmHWM summed over the LB's processes);
 - backend connections opened per request (nginx stub_status `accepts`).
 Plus: resident memory of thousands of idle keep-alive connections, and after they close
-(bench/idle.py); the cost of lb's production features (admin API, metrics, access log, health checks)
-against lb without them (lb_features against ka_small, and features_ab: lb's runs alternating with and
-without them, so that drift between scenarios cannot pass for their cost); threads: 2 against threads: 1 with both CPUs shared by everything; a latency vs
-offered-load chart (oha, open loop); instructions per request under callgrind.
+(bench/idle.py); the cost of lb's production features (admin API, metrics, access log, health
+checks) against lb without them (lb_features against ka_small, and features_ab: lb's runs
+alternating with and without them, so that drift between scenarios cannot pass for their cost);
+threads: 2 against threads: 1 with both CPUs shared by everything; a latency vs offered-load chart
+(oha, open loop); instructions per request under callgrind.
 
 Usage: bench/run [--quick] [--reps N] [--duration S] [--only SCENARIO[,..]] [--no-curve]
        [--no-callgrind] [--out DIR] [--lb-server "key: value,..."] [--contenders lb,nginx,...]
@@ -716,7 +717,8 @@ def markdown(rows, callgrind, args):
         f"Machine: {os.cpu_count()} CPUs; LB pinned to CPU {LB_CPU}, load generator + backends on CPU {LOAD_CPU}; "
         f"{args.conns} connections; {args.duration} s per run, median of {args.reps} runs. req/s: saturation "
         "(wrk, closed loop). p50/p99: oha, open loop at the same offered load for the three (the `@ rate` "
-        + ("column: set with --latency-rate" if args.latency_rate else "column: half the slowest contender's saturation rate")
+        + ("column: set with --latency-rate" if args.latency_rate
+           else "column: half the slowest contender's saturation rate")
         + "), corrected for coordinated omission.",
         "",
         "| scenario | LB | req/s | CPU µs/req | vs nginx | vs HAProxy | p50 ms | p99 ms | @ rate | peak RSS MiB "
