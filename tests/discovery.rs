@@ -41,12 +41,6 @@ fn expect(list: &[(&Demo, &str)]) -> Vec<(String, String)> {
     out
 }
 
-/// `lb_discovery_errors_total` of `pool`.
-async fn errors(api: &Api, pool: &str) -> f64 {
-    let sample = format!("lb_discovery_errors_total{{pool=\"{pool}\"}}");
-    api.metric(&sample).await.unwrap_or(-1.0)
-}
-
 /// Waits until pool `web` has exactly `want` as members; panics with the log otherwise.
 async fn wait_members(lb: &Lb, api: &Api, want: &[(String, String)], limit: Duration, what: &str) {
     let ok = eventually(limit, async || members(api, "web").await == want).await;
@@ -104,9 +98,9 @@ upstreams:
         ("missing", &|| std::fs::remove_file(&file).expect("remove")),
     ];
     for (what, write) in bad {
-        let before = errors(&api, "web").await;
+        let before = api.discovery_errors("web").await;
         write();
-        let reported = eventually(PATIENCE, async || errors(&api, "web").await > before).await;
+        let reported = eventually(PATIENCE, async || api.discovery_errors("web").await > before).await;
         assert!(reported, "{what}: not counted\n{}", lb.log());
         assert_eq!(members(&api, "web").await, want, "{what}");
         serves(&lb, &["b", "c"]).await;

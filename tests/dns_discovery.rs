@@ -99,11 +99,6 @@ async fn members(api: &Api, pool: &str) -> Vec<(String, String, u64)> {
     out
 }
 
-async fn errors(api: &Api, pool: &str) -> f64 {
-    let sample = format!("lb_discovery_errors_total{{pool=\"{pool}\"}}");
-    api.metric(&sample).await.unwrap_or(-1.0)
-}
-
 /// Backends on 127.0.0.2, .3 and .4, all on one port (A records carry no port).
 fn backends_on_one_port() -> (u16, Vec<Demo>) {
     for _ in 0..20 {
@@ -170,10 +165,10 @@ upstreams:
     assert_eq!(counts.keys().collect::<Vec<_>>(), ["n3", "n4"], "{counts:?}");
 
     // An empty answer looks like an outage: counted, nothing changes.
-    let before = errors(&api, "web").await;
+    let before = api.discovery_errors("web").await;
     dns.set_a("web.lb.test.", &[]).await;
     assert!(
-        eventually(PATIENCE, async || errors(&api, "web").await > before).await,
+        eventually(PATIENCE, async || api.discovery_errors("web").await > before).await,
         "{}",
         lb.log()
     );
@@ -182,9 +177,9 @@ upstreams:
     // The DNS server goes away: the last good set keeps serving, every request answered.
     let mut server = dns.server;
     let _ = server.shutdown_gracefully().await;
-    let before = errors(&api, "web").await;
+    let before = api.discovery_errors("web").await;
     assert!(
-        eventually(PATIENCE, async || errors(&api, "web").await > before).await,
+        eventually(PATIENCE, async || api.discovery_errors("web").await > before).await,
         "{}",
         lb.log()
     );

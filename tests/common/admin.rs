@@ -39,6 +39,12 @@ impl Api {
         super::metric_value(&self.call("GET", "/metrics", None).await.text(), sample)
     }
 
+    /// `lb_discovery_errors_total` of `pool` (-1 when absent).
+    pub async fn discovery_errors(&self, pool: &str) -> f64 {
+        let sample = format!("lb_discovery_errors_total{{pool=\"{pool}\"}}");
+        self.metric(&sample).await.unwrap_or(-1.0)
+    }
+
     /// `method path` with `body`: status and JSON.
     pub async fn json(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         let resp = self.call(method, path, body).await;

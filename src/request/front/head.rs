@@ -180,6 +180,7 @@ fn too_large(reason: &'static str) -> HeadError {
 
 /// Where `part` (a slice of `buf`) is in `buf`.
 fn range_in(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    debug_assert!(buf.as_ptr_range().start <= part.as_ptr() && part.as_ptr_range().end <= buf.as_ptr_range().end);
     let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
     start..start + part.len()
 }
