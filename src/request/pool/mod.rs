@@ -159,7 +159,17 @@ impl Pool {
                 Arc::new(BackendState::new(member, order, self.ewma_decay, freed))
             })
         });
-        self.live.states.replace(states.collect::<Vec<_>>());
+        let next: Vec<Arc<BackendState>> = states.collect();
+        // Until the balancer has the new membership it may still pick a member that leaves:
+        // their states stay until then, so that such a pick finds its backend rather than
+        // failing the request (503) in the switch.
+        let leaving = self
+            .live
+            .states
+            .all()
+            .into_iter()
+            .filter(|s| !next.iter().any(|n| n.addr == s.addr));
+        self.live.states.replace(next.iter().cloned().chain(leaving));
         let set = members.iter().map(|m| backend(m.addr, m.weight as usize)).collect();
         self.live.membership.0.store(Arc::new(set));
         // Our discovery never waits nor fails, so the update completes in this poll.
@@ -168,6 +178,7 @@ impl Pool {
             Some(Err(e)) => error!("pool {}: updating the balancer failed: {e}", self.name),
             None => error!("pool {}: the balancer update did not complete", self.name),
         }
+        self.live.states.replace(next);
         // Wake queued requests: a new or readied backend may have room.
         self.live.freed.notify_waiters();
     }
