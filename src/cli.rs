@@ -147,7 +147,13 @@ impl Cli {
 
     fn quick_start(&self) -> Result<Config, ConfigError> {
         if self.backend.is_empty() {
-            return Err(self.flag_error("nothing to run: give -c FILE, or --backend ADDR (see lb --help)".into()));
+            let message = match &self.command {
+                Some(Command::Reload) => "lb reload: give -c FILE, the configuration of the running lb",
+                Some(Command::Upgrade { .. }) => "lb upgrade: give -c FILE, the configuration to upgrade to",
+                Some(Command::Probe { .. }) => "lb probe: give -c FILE (its first listener is probed), or --addr ADDR",
+                None => "nothing to run: give -c FILE, or --backend ADDR (see lb --help)",
+            };
+            return Err(self.flag_error(message.into()));
         }
         let listen = if self.listen.is_empty() {
             vec![Addr::parse(DEFAULT_QUICK_LISTEN).map_err(|m| self.flag_error(m))?]
@@ -352,6 +358,21 @@ mod tests {
     #[test]
     fn nothing_to_run() {
         let err = cli(&[]).config().unwrap_err();
-        assert!(err.to_string().contains("give -c FILE"), "{err}");
+        assert!(err.to_string().contains("give -c FILE, or --backend ADDR"), "{err}");
+        // The subcommands that act on a running lb do not suggest --backend.
+        for (args, said) in [
+            (
+                &["reload"][..],
+                "lb reload: give -c FILE, the configuration of the running lb",
+            ),
+            (
+                &["upgrade"][..],
+                "lb upgrade: give -c FILE, the configuration to upgrade to",
+            ),
+            (&["probe"][..], "lb probe: give -c FILE"),
+        ] {
+            let err = cli(args).config().unwrap_err().to_string();
+            assert!(err.contains(said) && !err.contains("--backend"), "{args:?}: {err}");
+        }
     }
 }

@@ -34,6 +34,10 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
+    // A probe of a given address needs no configuration.
+    if let (Some(Command::Probe { addr: Some(addr) }), None) = (&cli.command, &cli.conf) {
+        return probe_addr(addr.0);
+    }
     let config = match cli.config() {
         Ok(config) => config,
         Err(e) => return fail(e),
@@ -97,6 +101,10 @@ fn probe(config: &Config, addr: Option<std::net::SocketAddr>) -> ExitCode {
     let Some(addr) = addr.or_else(|| config.listeners.first().map(|l| l.address.0)) else {
         return fail("no listener to probe");
     };
+    probe_addr(addr)
+}
+
+fn probe_addr(addr: std::net::SocketAddr) -> ExitCode {
     match lb::process::probe::probe(addr) {
         Ok(status) => {
             println!("lb: http://{addr} answered {status}");

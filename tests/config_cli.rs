@@ -192,7 +192,7 @@ async fn command_line_overrides_apply_to_every_pool() {
 
     // Health checks were switched on by the flags: failing /healthz ejects the backend.
     assert_eq!(get(a.addr, "/_demo/health/503").await.unwrap().status, 200);
-    let needle = format!("pool web backend {} becomes unhealthy", a.addr);
+    let needle = format!("pool web backend {} becomes unhealthy, status 503", a.addr);
     assert!(
         eventually(PATIENCE, async || lb.log().contains(&needle)).await,
         "{}",
@@ -210,4 +210,39 @@ fn a_listener_address_in_use_is_a_clear_error() {
     assert_eq!(status.code(), Some(1));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
+
+#[test]
+fn reload_and_upgrade_say_when_no_lb_runs() {
+    let dir = TempDir::new("not-running");
+    let admin = common::free_addr();
+    let pid_file = dir.path("lb.pid");
+    let file = dir.path("lb.yaml");
+    let yaml = BASE.replace("{listen}", &common::free_addr().to_string());
+    let with_admin = format!("{yaml}admin: {{address: \"{admin}\"}}\n");
+    std::fs::write(&file, &with_admin).unwrap();
+    let (status, _, err) = run_lb(&["reload", "-c", file.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(err.trim(), format!("lb: is lb running? no admin listener on {admin}"));
+    // Without an admin listener, reload goes through the pid file.
+    let with_pid = format!("server: {{pid_file: {}}}\n{yaml}", pid_file.display());
+    std::fs::write(&file, with_pid).unwrap();
+    let (status, _, err) = run_lb(&["reload", "-c", file.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        err.trim(),
+        format!("lb: is lb running? no pid file {}", pid_file.display())
+    );
+    let (status, _, err) = run_lb(&["upgrade", "-c", file.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains("no running lb found"), "{err}");
+    // Neither suggests the quick start's --backend without -c.
+    for cmd in ["reload", "upgrade"] {
+        let (status, _, err) = run_lb(&[cmd]);
+        assert_eq!(status.code(), Some(1));
+        assert!(
+            err.contains(&format!("lb {cmd}: give -c FILE")) && !err.contains("--backend"),
+            "{err}"
+        );
+    }
 }

@@ -115,6 +115,9 @@ async fn a_pool_of_ejected_backends_answers_503_at_once() {
     b.kill();
     let ejected = eventually(PATIENCE, async || log_times(&lb.log(), "becomes unhealthy").len() == 2).await;
     assert!(ejected, "{}", lb.log());
+    // Each transition names its reason in words, not Pingora's error chain.
+    let refused = "becomes unhealthy, connection refused";
+    assert_eq!(lb.log().matches(refused).count(), 2, "{}", lb.log());
     let started = Instant::now();
     let resp = get(lb.addr, "/").await.unwrap();
     assert_eq!(resp.status, 503);
@@ -131,7 +134,9 @@ async fn a_pool_of_ejected_backends_answers_503_at_once() {
     assert!(logged, "{log}");
     let failures: Vec<&str> = log.lines().filter(|l| l.contains("Fail to proxy")).collect();
     assert!(
-        failures.iter().all(|l| l.contains("pool web: no healthy backend")),
+        failures
+            .iter()
+            .all(|l| l.contains("pool web: no usable backend: 2 unhealthy")),
         "a dead backend was tried:\n{log}"
     );
 }

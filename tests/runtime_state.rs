@@ -139,6 +139,14 @@ async fn an_in_place_reload_applies_pools_and_routes_and_keeps_runtime_changes()
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["report"]["pools_added"], serde_json::json!(["other"]));
     assert_eq!(json["report"]["needs_upgrade"], serde_json::json!([]));
+    // What changed, in words: in the answer and in the log.
+    assert_eq!(json["note"], "pool other added; routes changed (2 now)", "{json}");
+    assert!(
+        lb.log()
+            .contains("configuration reloaded in place: pool other added; routes changed (2 now)"),
+        "{}",
+        lb.log()
+    );
     assert_eq!(api.summary("web").await, before, "runtime changes kept");
     assert_eq!(tally(&lb, "/other/x", 4).await.get("d"), Some(&4));
     assert_eq!(
@@ -161,9 +169,9 @@ async fn an_in_place_reload_applies_pools_and_routes_and_keeps_runtime_changes()
         .await
         .unwrap();
     assert!(status.success(), "{out}{err}");
-    assert!(
-        out.contains("changes to listeners take effect only with `lb upgrade`"),
-        "{out}"
+    assert_eq!(
+        out.trim(),
+        "lb: reloaded: pool other removed; routes changed (0 now); changes to listeners take effect only with `lb upgrade`"
     );
     let now = tally(&lb, "/other/x", 2).await;
     assert!(!now.contains_key("d"), "the route to other is still there: {now:?}");

@@ -66,7 +66,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// Where clients connect. At least one.
     pub listeners: Vec<Listener>,
-    /// Named backend pools. At least one.
+    /// Named backend pools. At least one; a name given twice is an error.
+    #[serde(deserialize_with = "unique_keys")]
     pub upstreams: BTreeMap<String, Upstream>,
     /// Host / path-prefix rules, first match wins. May be left out when there is one upstream.
     #[serde(default)]
@@ -92,6 +93,34 @@ pub struct Config {
     /// API's changes stay in this instance and its `admin.state_file`).
     #[serde(default)]
     pub cluster: Option<ClusterConf>,
+}
+
+/// A mapping of names that refuses a name given twice (serde's maps would keep the last one
+/// without a word, and a pool defined twice would silently lose its first definition).
+fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping of names")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if out.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!("{name:?} is defined twice")));
+                }
+                let value = map.next_value()?;
+                out.insert(name, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique(std::marker::PhantomData))
 }
 
 /// Where instances share their runtime state.
@@ -241,6 +270,59 @@ fn at(path: &str) -> String {
     }
 }
 
+/// The field path serde_path_to_error reports, without the parts it could not name: a syntax
+/// error is found before any field, and is reported as `?` (the line and column say where).
+fn known_path(path: &str) -> String {
+    let mut path = path;
+    while let Some(rest) = path.strip_suffix('?') {
+        path = rest.strip_suffix('.').unwrap_or(rest);
+    }
+    if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    }
+}
+
+/// serde's message with the Rust type it expected in words (`expected u32` → `expected a whole
+/// number`, `a sequence` → `a list`); the line and column stay.
+fn plain_words(message: &str) -> String {
+    let mut out = message.to_string();
+    if let Some(at) = out.find("expected ") {
+        let start = at + "expected ".len();
+        let end = out[start..].find(" at line ").map_or(out.len(), |i| start + i);
+        if let Some(words) = expectation(&out[start..end]) {
+            out.replace_range(start..end, words);
+        }
+    }
+    for (rust, words) in [
+        ("invalid type: sequence", "invalid type: a list"),
+        ("invalid type: map", "invalid type: a mapping"),
+    ] {
+        if let Some(rest) = out.strip_prefix(rust) {
+            out = format!("{words}{rest}");
+        }
+    }
+    out
+}
+
+/// What serde's name of an expected type means in a YAML file.
+fn expectation(rust: &str) -> Option<&'static str> {
+    Some(match rust {
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" | "u64" | "usize" => "a whole number (0 or more)",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a borrowed string" => "a string",
+        "a sequence" => "a list",
+        "a map" => "a mapping (key: value lines, or {key: value})",
+        _ if rust.starts_with("struct ") => "a mapping (key: value lines, or {key: value})",
+        _ => return None,
+    })
+}
+
 /// serde_yaml starts some messages with its own (shorter) path; ours is the complete one.
 fn without_path_prefix<'a>(message: &'a str, path: &str) -> &'a str {
     match message.split_once(": ") {
@@ -271,10 +353,9 @@ impl Config {
         }
         let de = serde_yaml::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
+            let path = known_path(&e.path().to_string());
             let message = e.into_inner().to_string();
-            let message = without_path_prefix(&message, &path).to_string();
+            let message = plain_words(without_path_prefix(&message, &path));
             invalid(path, message)
         })
     }

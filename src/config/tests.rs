@@ -173,6 +173,51 @@ fn other_mistakes() {
 }
 
 #[test]
+fn syntax_and_type_errors_read_as_plain_words() {
+    // A syntax error where serde has no field name yet: the path stops at what it knows (no
+    // `?`), the line and column say where.
+    let bad_indent =
+        "listeners: [{address: 127.0.0.1:80}]\nupstreams:\n  web:\n    backends:\n  - address: 1.1.1.1:1\n   bad\n";
+    assert_eq!(
+        error_of(bad_indent),
+        "t.yaml: upstreams: did not find expected key at line 5 column 3, while parsing a block mapping at line 3 column 3"
+    );
+    // Rust type names become words.
+    assert_error(
+        &GOOD.replace("retries: 1", "retries: many"),
+        "upstreams.web.retries: invalid type: string \"many\", expected a whole number (0 or more) at line",
+    );
+    assert_error(
+        &GOOD.replace("retries: 1", "retries: [1]"),
+        "upstreams.web.retries: invalid type: a list, expected a whole number (0 or more) at line",
+    );
+    assert_error(
+        &GOOD.replace(
+            "    backends: [{address: \"[::1]:9003\"}]",
+            "    backends: {address: \"[::1]:9003\"}",
+        ),
+        "upstreams.api.backends: invalid type: a mapping, expected a list at line",
+    );
+    assert_error(
+        &GOOD.replace("  - address: 127.0.0.1:8080", "  - 127.0.0.1:8080"),
+        "expected a mapping (key: value lines, or {key: value}) at line",
+    );
+    assert_error(
+        &GOOD.replace("weight: 3", "weight: 1.5"),
+        "upstreams.web.backends[1].weight: invalid type: floating point `1.5`, expected a whole number (0 or more)",
+    );
+}
+
+#[test]
+fn a_pool_defined_twice_is_refused() {
+    let twice = GOOD.replace(
+        "  api:\n",
+        "  web:\n    backends: [{address: 127.0.0.1:9009}]\n  api:\n",
+    );
+    assert_error(&twice, "upstreams: \"web\" is defined twice");
+}
+
+#[test]
 fn several_pools_need_routes() {
     let yaml = GOOD.split("routes:").next().unwrap();
     assert_error(yaml, "routes: with more than one upstream");

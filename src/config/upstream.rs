@@ -11,7 +11,7 @@ use super::{
 use serde::Deserialize;
 
 /// A pool of backends and how to balance, check and retry them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     /// Default `round_robin`.
@@ -256,7 +256,7 @@ pub enum SameSite {
 }
 
 /// The cookie of the `sticky` algorithm.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StickyConf {
     /// Cookie name. Default `lb_sticky`.
@@ -287,7 +287,7 @@ impl Default for StickyConf {
 }
 
 /// One backend server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConf {
     /// `IP:port`, or `host:port`: the host name is resolved when the configuration is read (at
@@ -311,7 +311,7 @@ fn default_weight() -> u32 {
 }
 
 /// Active health check of every backend of a pool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckConf {
     /// Path requested with `GET`. Default `/`.
@@ -345,7 +345,7 @@ impl Default for HealthCheckConf {
 }
 
 /// Timeouts towards a pool's backends.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// TCP connect. Default `5s`.

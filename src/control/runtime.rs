@@ -18,6 +18,7 @@ use crate::request::route::{Limit, Router, Routing, Table, Target};
 use log::{error, info, warn};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -64,20 +65,54 @@ pub struct Applied {
     pub persisted: bool,
 }
 
-/// What an in-place reload did.
+/// What an in-place reload did; its `Display` says it in words for the log and `lb reload`.
 #[derive(Debug, Serialize)]
 pub struct ReloadReport {
     /// Pools that appeared.
     pub pools_added: Vec<String>,
     /// Pools that are gone.
     pub pools_removed: Vec<String>,
-    /// Pools rebuilt from their new settings, live state kept.
+    /// Pools that stay, rebuilt from their new settings, live state kept.
     pub pools_kept: Vec<String>,
+    /// The kept pools whose settings (or file backends) changed.
+    pub pools_changed: Vec<String>,
     /// Number of routes now.
     pub routes: usize,
+    /// Whether the routes changed.
+    pub routes_changed: bool,
     /// Sections that changed but only take effect with `lb upgrade` (listeners, server,
     /// admin, metrics, access_log, cluster).
     pub needs_upgrade: Vec<&'static str>,
+}
+
+impl fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        for (names, what) in [
+            (&self.pools_added, "added"),
+            (&self.pools_removed, "removed"),
+            (&self.pools_changed, "changed"),
+        ] {
+            match names.as_slice() {
+                [] => {}
+                [one] => parts.push(format!("pool {one} {what}")),
+                many => parts.push(format!("pools {} {what}", many.join(", "))),
+            }
+        }
+        if self.routes_changed {
+            parts.push(format!("routes changed ({} now)", self.routes));
+        }
+        if parts.is_empty() {
+            parts.push("pools and routes unchanged".to_string());
+        }
+        if !self.needs_upgrade.is_empty() {
+            parts.push(format!(
+                "changes to {} take effect only with `lb upgrade`",
+                self.needs_upgrade.join(", ")
+            ));
+        }
+        f.write_str(&parts.join("; "))
+    }
 }
 
 /// Builds the table of `config`'s pools and routes, each pool around the live state of the pool
@@ -411,11 +446,16 @@ impl Runtime {
             .map(|(_, p)| Arc::clone(p))
             .collect();
         health::first_rounds(fresh).await;
+        let was = &desired.config.upstreams;
         let report = ReloadReport {
             pools_added: names(&table, |n| !old.pools.contains_key(n)),
             pools_removed: names(&old, |n| !table.pools.contains_key(n)),
             pools_kept: names(&table, |n| old.pools.contains_key(n)),
+            pools_changed: names(&table, |n| {
+                was.get(n).is_some_and(|u| Some(u) != config.upstreams.get(n))
+            }),
             routes: config.routes.len(),
+            routes_changed: desired.config.routes != config.routes,
             needs_upgrade: needs_upgrade(&desired.config, &config),
         };
         self.routing.store(Arc::new(table));
@@ -424,7 +464,7 @@ impl Runtime {
         }
         desired.config = config;
         desired.changes = changes;
-        info!("configuration reloaded in place: {report:?}");
+        info!("configuration reloaded in place: {report}");
         Ok(report)
     }
 

@@ -17,8 +17,10 @@ pub fn run(config: &Config) -> Result<String, String> {
     };
     let token = admin.token().map_err(|(field, msg)| format!("admin.{field}: {msg}"))?;
     let addr = probe_addr(admin.address.0);
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-        .map_err(|e| format!("cannot reach the admin listener {addr}: {e}"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => format!("is lb running? no admin listener on {addr}"),
+        _ => format!("cannot reach the admin listener {addr}: {e}"),
+    })?;
     stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -48,12 +50,18 @@ fn split(answer: &[u8]) -> Option<(u16, &[u8])> {
 
 fn hangup(pid_file: &str) -> Result<String, String> {
     use nix::sys::signal::{kill, Signal};
-    let text = std::fs::read_to_string(pid_file).map_err(|e| format!("cannot read pid file {pid_file}: {e}"))?;
+    let text = std::fs::read_to_string(pid_file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("is lb running? no pid file {pid_file}"),
+        _ => format!("cannot read pid file {pid_file}: {e}"),
+    })?;
     let pid: i32 = text
         .trim()
         .parse()
         .map_err(|_| format!("pid file {pid_file} holds {:?}", text.trim()))?;
-    kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP).map_err(|e| format!("cannot signal pid {pid}: {e}"))?;
+    kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP).map_err(|e| match e {
+        nix::errno::Errno::ESRCH => format!("is lb running? no process {pid} (from pid file {pid_file})"),
+        _ => format!("cannot signal pid {pid}: {e}"),
+    })?;
     Ok(format!(
         "sent SIGHUP to pid {pid}: it reloads pools and routes; its log says what was applied (configure admin: for a direct answer)"
     ))

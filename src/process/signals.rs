@@ -38,7 +38,7 @@ impl BackgroundService for ReloadOnHangup {
                     info!("SIGHUP: reloading the configuration in place");
                     match self.0.reload().await {
                         Ok(report) if !report.needs_upgrade.is_empty() => warn!(
-                            "reloaded pools and routes; changes to {} need `lb upgrade`",
+                            "changes to {} need `lb upgrade`",
                             report.needs_upgrade.join(", ")
                         ),
                         Ok(_) => {}

@@ -23,6 +23,8 @@ pub struct Check {
     http: HttpHealthCheck,
     /// Time between rounds.
     pub interval: Duration,
+    /// Connect and response timeout of each probe.
+    timeout: Duration,
     healthy_threshold: u32,
     unhealthy_threshold: u32,
 }
@@ -57,6 +59,7 @@ impl Check {
         Ok(Check {
             http: check,
             interval: conf.interval.0,
+            timeout: conf.timeout.0,
             healthy_threshold: conf.healthy_threshold,
             unhealthy_threshold: conf.unhealthy_threshold,
         })
@@ -75,7 +78,7 @@ impl Check {
 /// after start-up or after a pool appears), one failure ejects: a starting process serves only
 /// backends that answered instead of trusting them for `unhealthy_threshold` rounds. Each
 /// transition is logged once, as `pool web backend 127.0.0.1:9001 becomes unhealthy, <reason>`
-/// (or `becomes healthy`).
+/// (see [`reason`]; or `becomes healthy`).
 pub async fn round(pool: &Pool, strict: bool) {
     let Some(check) = pool.health() else { return };
     let probes = pool.states().all().into_iter().map(|state| async move {
@@ -85,13 +88,60 @@ pub async fn round(pool: &Pool, strict: bool) {
         match state.observe_check(result.is_ok(), threshold) {
             Some(true) => info!("pool {} backend {} becomes healthy", pool.name, state.addr),
             Some(false) => {
-                let why = result.err().map(|e| e.to_string()).unwrap_or_default();
+                let why = result.err().map(|e| reason(&e, check.timeout)).unwrap_or_default();
                 warn!("pool {} backend {} becomes unhealthy, {why}", pool.name, state.addr);
             }
             None => {}
         }
     });
     futures::future::join_all(probes).await;
+}
+
+/// Why a probe failed, in a few words for the log: `connection refused`, `timeout after
+/// 500ms`, `status 503`... rather than Pingora's error chain.
+pub fn reason(e: &Error, timeout: Duration) -> String {
+    let after = crate::config::Dur(timeout);
+    match e.etype() {
+        ErrorType::ConnectRefused => "connection refused".into(),
+        ErrorType::ConnectNoRoute => "no route to the backend".into(),
+        ErrorType::ConnectTimedout => format!("connect timeout after {after}"),
+        ErrorType::ReadTimedout => format!("timeout after {after}: no response"),
+        ErrorType::WriteTimedout => format!("timeout after {after}: the request could not be sent"),
+        ErrorType::CustomCode(_, code) => format!("status {code}"),
+        ErrorType::ConnectionClosed => "the backend closed the connection before a response".into(),
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error => "not a valid HTTP response".into(),
+        ErrorType::TLSHandshakeFailure | ErrorType::TLSHandshakeTimedout | ErrorType::InvalidCert => {
+            "TLS handshake failed".into()
+        }
+        _ => match root_io_error(e) {
+            Some(io) => io_reason(io),
+            None => e.etype().as_str().to_string(),
+        },
+    }
+}
+
+/// The operating system's error at the bottom of `e`'s causes, if there is one.
+fn root_io_error(e: &Error) -> Option<&std::io::Error> {
+    let mut cause: &(dyn std::error::Error + 'static) = e.cause.as_deref()?;
+    loop {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = match cause.downcast_ref::<Error>() {
+            Some(inner) => inner.cause.as_deref()?,
+            None => cause.source()?,
+        };
+    }
+}
+
+fn io_reason(io: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match io.kind() {
+        ErrorKind::ConnectionRefused => "connection refused".into(),
+        ErrorKind::ConnectionReset => "connection reset".into(),
+        ErrorKind::TimedOut => "timeout".into(),
+        _ => io.to_string(),
+    }
 }
 
 /// The first round of each of `pools`, strict, all at once.
@@ -120,5 +170,30 @@ pub async fn run(routing: Arc<Routing>) {
             }
         }
         tokio::time::sleep(TICK).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason_of(etype: ErrorType) -> String {
+        reason(&Error::new(etype), Duration::from_millis(500))
+    }
+
+    #[test]
+    fn probe_failures_read_as_a_few_words() {
+        assert_eq!(reason_of(ErrorType::ConnectRefused), "connection refused");
+        assert_eq!(reason_of(ErrorType::ConnectTimedout), "connect timeout after 500ms");
+        assert_eq!(reason_of(ErrorType::ReadTimedout), "timeout after 500ms: no response");
+        assert_eq!(reason_of(ErrorType::CustomCode("unexpected status", 503)), "status 503");
+    }
+
+    #[test]
+    fn other_failures_name_the_system_error_beneath() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let e = Error::because(ErrorType::ConnectError, "Fail to connect", io);
+        assert_eq!(reason(&e, Duration::from_secs(1)), "connection reset");
+        assert_eq!(reason_of(ErrorType::InternalError), "InternalError");
     }
 }

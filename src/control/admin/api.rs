@@ -172,17 +172,10 @@ async fn reload(admin: &Admin) -> Reply {
         };
     }
     match admin.runtime.reload().await {
-        Ok(report) => {
-            let note = if report.needs_upgrade.is_empty() {
-                "pools and routes applied in place".to_string()
-            } else {
-                format!(
-                    "pools and routes applied in place; changes to {} take effect only with `lb upgrade`",
-                    report.needs_upgrade.join(", ")
-                )
-            };
-            reply(200, &json!({ "reloaded": true, "note": note, "report": report }))
-        }
+        Ok(report) => reply(
+            200,
+            &json!({ "reloaded": true, "note": report.to_string(), "report": report }),
+        ),
         Err(e) => error(400, format!("configuration not reloaded, nothing changed: {e}")),
     }
 }

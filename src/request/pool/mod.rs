@@ -7,7 +7,7 @@ use crate::config::{Algorithm, HashKey, StickyConf, Upstream};
 use crate::error::StartError;
 use crate::request::health::Check;
 use crate::request::key::{self, Key};
-use crate::request::member::Member;
+use crate::request::member::{AdminState, Member};
 use crate::request::selection::load::{BackendState, Lease, States};
 use crate::request::selection::{self, cookie_value, parse_cookie, sticky_id, Balancer};
 use crate::request::stats::PoolStats;
@@ -55,8 +55,9 @@ pub struct Picked {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[repr(usize)]
 pub enum Refused {
-    /// Every backend is down, ejected, drained or in maintenance.
-    #[error("no healthy backend")]
+    /// Every backend is down, ejected, drained or in maintenance ([`Pool::refusal`] says
+    /// how many of each).
+    #[error("no usable backend")]
     NoneReady = 0,
     /// Every backend is at `max_connections` and the queue is full.
     #[error("every backend is at max_connections and the queue is full")]
@@ -279,6 +280,38 @@ impl Pool {
                 return Err(Refused::QueueTimeout);
             }
         }
+    }
+
+    /// What `refused` means for this pool now, for the log: for [`Refused::NoneReady`], why
+    /// no member is usable (`no usable backend: 2 unhealthy, 1 in maint`).
+    pub fn refusal(&self, refused: Refused) -> String {
+        if refused != Refused::NoneReady {
+            return refused.to_string();
+        }
+        let states = self.live.states.all();
+        if states.is_empty() {
+            return format!("{refused}: the pool has no members");
+        }
+        // unhealthy, ejected (passive health), draining, in maint; an operator's state first.
+        let mut counts = [0usize; 4];
+        for s in &states {
+            let slot = match s.admin() {
+                AdminState::Maint => 3,
+                AdminState::Drain => 2,
+                AdminState::Ready if !s.healthy() => 0,
+                AdminState::Ready if s.ejected() => 1,
+                AdminState::Ready => continue,
+            };
+            counts[slot] += 1;
+        }
+        let words = ["unhealthy", "ejected", "draining", "in maint"];
+        let parts: Vec<String> = counts
+            .iter()
+            .zip(words)
+            .filter(|(n, _)| **n > 0)
+            .map(|(n, word)| format!("{n} {word}"))
+            .collect();
+        format!("{refused}: {}", parts.join(", "))
     }
 
     /// [`Pool::pick`] without waiting: `None` when nothing is usable or free right now.

@@ -1,7 +1,6 @@
 //! Picking, draining and membership changes of a pool, without sockets.
 use super::*;
 use crate::config::{BackendConf, Dur, SameSite};
-use crate::request::member::AdminState;
 
 fn conf(algorithm: Algorithm, n: u8) -> Upstream {
     let backends = (1..=n)
@@ -121,5 +120,26 @@ fn set_cookie_carries_the_configured_attributes() {
     assert_eq!(
         set_cookie(&sticky, "abc"),
         "lb_sticky=abc; Path=/; Max-Age=3600; SameSite=Strict; Secure"
+    );
+}
+
+#[test]
+fn a_refusal_says_why_no_backend_is_usable() {
+    let pool = Pool::from_config("web", &conf(Algorithm::RoundRobin, 3)).unwrap();
+    let states = pool.states().all();
+    for s in &states {
+        s.set_admin(AdminState::Maint);
+    }
+    assert_eq!(pool.refusal(Refused::NoneReady), "no usable backend: 3 in maint");
+    states[0].set_admin(AdminState::Ready);
+    states[0].observe_check(false, |_| 1);
+    states[1].set_admin(AdminState::Drain);
+    assert_eq!(
+        pool.refusal(Refused::NoneReady),
+        "no usable backend: 1 unhealthy, 1 draining, 1 in maint"
+    );
+    assert_eq!(
+        pool.refusal(Refused::QueueFull),
+        "every backend is at max_connections and the queue is full"
     );
 }

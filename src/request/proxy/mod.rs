@@ -186,7 +186,7 @@ impl Lb {
         let picked = match pool.pick(key.as_bytes(), &ctx.tried).await {
             Ok(picked) => picked,
             Err(refused) => {
-                let why = format!("pool {}: {refused}", pool.name);
+                let why = format!("pool {}: {}", pool.name, pool.refusal(refused));
                 return Err(Error::explain(ErrorType::HTTPStatus(503), why));
             }
         };
