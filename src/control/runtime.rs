@@ -592,22 +592,13 @@ fn applied_event(effect: Effect, was: Option<(&str, usize)>, now: Option<&Backen
     (kind, detail.join(", "))
 }
 
-/// What a reload event says: what changed, or why nothing did.
+/// What a reload event says: what changed (the report's own words, as in the log), or why
+/// nothing did.
 fn reload_detail(outcome: &Result<ReloadReport, String>) -> String {
-    let report = match outcome {
-        Ok(report) => report,
-        Err(e) => return format!("refused, nothing changed: {e}"),
-    };
-    let mut detail = format!("applied in place: {} routes", report.routes);
-    for (what, names) in [("added", &report.pools_added), ("removed", &report.pools_removed)] {
-        if !names.is_empty() {
-            detail.push_str(&format!("; pools {what}: {}", names.join(", ")));
-        }
+    match outcome {
+        Ok(report) => format!("applied in place: {report}"),
+        Err(e) => format!("refused, nothing changed: {e}"),
     }
-    if !report.needs_upgrade.is_empty() {
-        detail.push_str(&format!("; {} need lb upgrade", report.needs_upgrade.join(", ")));
-    }
-    detail
 }
 
 fn result_name(effect: Effect) -> &'static str {
