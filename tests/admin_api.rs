@@ -214,6 +214,9 @@ async fn with_a_token_every_call_without_it_is_401_and_the_api_is_not_behind_the
         ("GET", "/api/v1/pools".to_string(), None),
         ("GET", "/api/v1/pools/web".to_string(), None),
         ("GET", "/api/v1/openapi.json".to_string(), None),
+        ("GET", "/api/v1/history".to_string(), None),
+        ("GET", "/api/v1/overview".to_string(), None),
+        ("GET", "/api/v1/events".to_string(), None),
         ("GET", "/metrics".to_string(), None),
         ("PUT", backend_path("web", b.addr), Some("{}")),
         ("PATCH", backend_path("web", a.addr), Some(r#"{"state": "drain"}"#)),
@@ -248,6 +251,78 @@ async fn with_a_token_every_call_without_it_is_401_and_the_api_is_not_behind_the
     let resp = get(lb.addr, "/api/v1/pools").await.unwrap();
     assert_eq!(resp.backend(), "a");
     assert!(!resp.text().contains("\"pools\""), "{}", resp.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_overview_and_events_report_what_lb_saw_and_every_documented_path_is_served() {
+    let (a, b) = (Demo::start("a"), Demo::start("b"));
+    let lb = lb_with_admin(&[&a], "");
+    let api = Api::new(lb.admin());
+    api.put("web", b.addr, "{}").await;
+    api.patch("web", b.addr, r#"{"state": "drain"}"#).await;
+    tally(&lb, "/", 10).await;
+    let (status, events) = api.json("GET", "/api/v1/events", None).await;
+    assert_eq!(status, 200);
+    let kinds: Vec<_> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].clone())
+        .collect();
+    assert_eq!(kinds, ["changed", "registered"], "{events}");
+    assert!(events["events"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("state ready → drain"));
+
+    // Once a sample holds the traffic, the history has it, and `since` cuts it.
+    let sampled = eventually(PATIENCE, async || {
+        let (_, h) = api.json("GET", "/api/v1/history", None).await;
+        h["pools"][0]["requests_per_s"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|v| v.as_f64() > Some(0.0)))
+    })
+    .await;
+    assert!(sampled, "the history never showed the traffic");
+    let (_, h) = api.json("GET", "/api/v1/history", None).await;
+    let times = h["times"].as_array().unwrap().clone();
+    let backends = h["pools"][0]["backends"].as_array().unwrap();
+    assert_eq!(backends.len(), 2);
+    for b in backends {
+        assert_eq!(b["requests_per_s"].as_array().unwrap().len(), times.len(), "{b}");
+    }
+    let last = times.last().unwrap();
+    let (_, after) = api.json("GET", &format!("/api/v1/history?since={last}"), None).await;
+    assert!(
+        after["times"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.as_u64() > last.as_u64()),
+        "{after}"
+    );
+    let (status, bad) = api.json("GET", "/api/v1/history?since=yesterday", None).await;
+    assert_eq!(status, 400, "{bad}");
+    let (_, overview) = api.json("GET", "/api/v1/overview", None).await;
+    assert_eq!(overview["pools"][0]["name"], "web");
+    assert_eq!(
+        overview["pools"][0]["problems"],
+        serde_json::json!(["1 draining"]),
+        "{overview}"
+    );
+    assert!(overview["requests_per_s"].as_f64().unwrap() > 0.0, "{overview}");
+    assert_eq!(overview["error_ratio"], 0.0);
+
+    // Every GET of the OpenAPI document is served (none falls through to "nothing at").
+    let (_, doc) = api.json("GET", "/api/v1/openapi.json", None).await;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        if ops.get("get").is_none() {
+            continue;
+        }
+        let path = path.replace("{pool}", "web").replace("{address}", &a.addr.to_string());
+        let resp = api.call("GET", &path, None).await;
+        assert_eq!(resp.status, 200, "GET {path}: {}", resp.text());
+    }
 }
 
 #[test]

@@ -3,11 +3,15 @@
 //! - [`runtime`]: the desired state (file plus runtime changes), applied as transactions to
 //!   the pools; TTLs; in-place reloads.
 //! - [`changes`]: the pure rules of registrations, updates, removals and reconciliation.
-//! - [`service`]: the background work: restore at start, health checks, TTL expiry, discovery.
+//! - [`service`]: the background work: restore at start, health checks, TTL expiry, discovery,
+//!   history sampling.
 //! - [`discovery`]: pools whose backends come from a watched file or DNS ([`dns`]).
 //! - [`state_file`]: runtime changes persisted atomically and restored at start.
 //! - [`cluster`]: runtime changes shared by several instances through etcd.
 //! - [`view`]: pools and backends as the API shows them.
+//! - [`history`]: the pools' and backends' last 15 minutes, sampled every second.
+//! - [`overview`]: the last minute of the whole lb and of each pool, pools with problems first.
+//! - [`events`]: the recent registrations, changes, removals, ejections, readmissions, reloads.
 //! - [`admin`]: the admin listener: JSON API, OpenAPI document, dashboard.
 //! - [`metrics`]: Prometheus exposition (`/metrics`), with the `prometheus` crate.
 
@@ -16,7 +20,10 @@ pub mod changes;
 pub mod cluster;
 pub mod discovery;
 pub mod dns;
+pub mod events;
+pub mod history;
 pub mod metrics;
+pub mod overview;
 pub mod runtime;
 pub mod service;
 pub mod state_file;

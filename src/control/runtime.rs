@@ -7,6 +7,8 @@
 use crate::config::{BackendConf, Config, ConfigError, Discovery, EtcdConf};
 use crate::control::changes::{self, Change, Effect, Refusal};
 use crate::control::cluster::{Cluster, Mirror};
+use crate::control::events::{Events, Kind};
+use crate::control::history::History;
 use crate::control::state_file::{now_ms, Changes, StateFile};
 use crate::control::view::{self, BackendView, PoolView};
 use crate::error::StartError;
@@ -52,6 +54,8 @@ pub struct Runtime {
     /// The shared store, with `cluster:` (then `store` is not used).
     cluster: Option<EtcdConf>,
     etcd: tokio::sync::OnceCell<Cluster>,
+    history: History,
+    events: Events,
 }
 
 /// What a change did to a backend, as the API answers it.
@@ -228,12 +232,24 @@ impl Runtime {
             loader,
             cluster: config_cluster,
             etcd: tokio::sync::OnceCell::new(),
+            history: History::default(),
+            events: Events::default(),
         }))
     }
 
     /// The live table, for the proxy and the health checks.
     pub fn routing(&self) -> &Arc<Routing> {
         &self.routing
+    }
+
+    /// The pools' last 15 minutes (sampled by the pools' background service).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The recent events of the pools.
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// Whether runtime changes survive a restart.
@@ -349,6 +365,7 @@ impl Runtime {
             return Err(Refusal::new(404, format!("no pool named {pool:?}")));
         };
         let before = view::backend(live, addr, &desired.changes);
+        let was = before.as_ref().map(|b| (b.state, b.weight));
         let mut changes = desired.changes.clone();
         let pc = changes.pools.entry(pool.to_string()).or_default();
         let effect = changes::apply(pc, conf, addr, &change, now_ms())?;
@@ -376,6 +393,8 @@ impl Runtime {
                 "pool {pool} backend {addr}: {} through the admin API",
                 result_name(effect)
             );
+            let (kind, detail) = applied_event(effect, was, backend.as_ref());
+            self.events.record(kind, Some(pool), Some(addr), detail);
         }
         Ok(Applied {
             result: result_name(effect),
@@ -417,6 +436,8 @@ impl Runtime {
                 pool.set_members(&changes::members(conf, changes.pools.get(&name)));
             }
             warn!("pool {name} backend {addr} removed: no heartbeat within its TTL of {ttl} ms");
+            let detail = format!("removed: no heartbeat within its TTL of {ttl} ms");
+            self.events.record(Kind::Expired, Some(&name), Some(addr), detail);
         }
         desired.changes = changes;
     }
@@ -425,6 +446,12 @@ impl Runtime {
     /// keep their live state and runtime changes, new pools get a first (strict) round of
     /// health checks before they take traffic. On any error nothing changes.
     pub async fn reload(&self) -> Result<ReloadReport, String> {
+        let outcome = self.reload_in_place().await;
+        self.events.record(Kind::Reloaded, None, None, reload_detail(&outcome));
+        outcome
+    }
+
+    async fn reload_in_place(&self) -> Result<ReloadReport, String> {
         let mut config = (self.loader)().map_err(|e| e.to_string())?;
         let mut desired = self.desired.lock().await;
         desired
@@ -509,8 +536,13 @@ impl Runtime {
         if let Some(live) = self.routing.load().pools.get(pool) {
             live.set_members(&members);
         }
-        let added = after.iter().filter(|a| !before.contains(a)).copied().collect();
-        let removed = before.iter().filter(|a| !after.contains(a)).copied().collect();
+        let added: Vec<SocketAddr> = after.iter().filter(|a| !before.contains(a)).copied().collect();
+        let removed: Vec<SocketAddr> = before.iter().filter(|a| !after.contains(a)).copied().collect();
+        for (kind, list) in [(Kind::Registered, &added), (Kind::Removed, &removed)] {
+            for addr in list {
+                self.events.record(kind, Some(pool), Some(*addr), "by discovery");
+            }
+        }
         desired.config = config;
         desired.changes = changes;
         desired.discovered = discovered;
@@ -534,6 +566,39 @@ impl Runtime {
 
 fn names(table: &Table, keep: impl Fn(&String) -> bool) -> Vec<String> {
     table.pools.keys().filter(|n| keep(n)).cloned().collect()
+}
+
+/// The event of a change through the API: `was` is the backend's (state, weight) before it,
+/// `now` the backend after it.
+fn applied_event(effect: Effect, was: Option<(&str, usize)>, now: Option<&BackendView>) -> (Kind, String) {
+    let kind = match effect {
+        Effect::Created => Kind::Registered,
+        Effect::Removed => Kind::Removed,
+        Effect::Changed | Effect::Renewed => Kind::Changed,
+    };
+    let mut detail = Vec::new();
+    if let (Some((state, weight)), Some(now), Effect::Changed) = (was, now, effect) {
+        if state != now.state {
+            detail.push(format!("state {state} → {}", now.state));
+        }
+        if weight != now.weight {
+            detail.push(format!("weight {weight} → {}", now.weight));
+        }
+    }
+    if let (Some(now), Effect::Created) = (now, effect) {
+        detail.push(format!("weight {}, {}", now.weight, now.state));
+    }
+    detail.push("through the admin API".to_string());
+    (kind, detail.join(", "))
+}
+
+/// What a reload event says: what changed (the report's own words, as in the log), or why
+/// nothing did.
+fn reload_detail(outcome: &Result<ReloadReport, String>) -> String {
+    match outcome {
+        Ok(report) => format!("applied in place: {report}"),
+        Err(e) => format!("refused, nothing changed: {e}"),
+    }
 }
 
 fn result_name(effect: Effect) -> &'static str {

@@ -2,9 +2,10 @@
 //! (after an upgrade's hand-over, so no change acknowledged by the old process is missed), runs
 //! a first strict round of health checks and only then reports ready, so the listeners open on
 //! a known view of the pools; afterwards it runs the health checks, expires TTLs and forgets
-//! idle rate-limit state, and follows discovery files.
+//! idle rate-limit state, follows discovery files, and samples the pools' history every second.
 
 use crate::control::discovery::Discoverer;
+use crate::control::history;
 use crate::control::runtime::Runtime;
 use crate::request::health;
 use async_trait::async_trait;
@@ -42,8 +43,10 @@ impl BackgroundService for PoolsService {
                 }
             }
         };
+        let sampling = history::run(runtime.routing(), runtime.history(), runtime.events());
         tokio::select! {
             _ = checks => {}
+            () = sampling => {}
             _ = ttls => {}
             () = discovery.run() => {}
             () = Arc::clone(runtime).follow_cluster() => {}

@@ -5,6 +5,7 @@
 use super::{assets, input, Admin, Reply, Request, MAX_BODY};
 use crate::control::changes::Change;
 use crate::control::metrics::CONTENT_TYPE as METRICS_TYPE;
+use crate::control::{events, overview};
 use serde::Serialize;
 use serde_json::json;
 
@@ -15,6 +16,20 @@ fn reply(status: u16, body: &impl Serialize) -> Reply {
     body.push(b'\n');
     Reply {
         status,
+        content_type: JSON,
+        headers: Vec::new(),
+        body,
+        close: false,
+    }
+}
+
+/// `body` as compact JSON: for answers as long as the history, whose arrays pretty-printing
+/// would put one number a line.
+fn compact(body: &impl Serialize) -> Reply {
+    let mut body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    body.push(b'\n');
+    Reply {
+        status: 200,
         content_type: JSON,
         headers: Vec::new(),
         body,
@@ -116,11 +131,35 @@ pub async fn handle(admin: &Admin, req: &Request<'_>) -> Reply {
             _ => not_allowed("GET"),
         },
         ["pools", pool, "backends", addr] => backend(admin, req, pool, addr).await,
+        [what @ ("history" | "overview" | "events")] => match req.method {
+            "GET" => report(admin, what, req.query),
+            _ => not_allowed("GET"),
+        },
         ["reload"] => match req.method {
             "POST" => reload(admin).await,
             _ => not_allowed("POST"),
         },
         _ => error(404, format!("nothing at {}: see /api/v1/openapi.json", req.path)),
+    }
+}
+
+/// The dashboard's reports: the pools' history (`?since=` for the part after a time), the
+/// overview of the last minute, the recent events.
+fn report(admin: &Admin, what: &str, query: &str) -> Reply {
+    let runtime = &admin.runtime;
+    match what {
+        "history" => match input::since(query) {
+            Ok(since) => compact(&runtime.history().view(since)),
+            Err((status, msg)) => error(status, msg),
+        },
+        "overview" => {
+            let windows = runtime.history().windows();
+            reply(200, &overview::build(&runtime.routing().load(), &windows))
+        }
+        _ => reply(
+            200,
+            &json!({ "capacity": events::CAPACITY, "events": runtime.events().list() }),
+        ),
     }
 }
 

@@ -152,6 +152,20 @@ pub fn address(segment: &str) -> Result<SocketAddr, Bad> {
     })
 }
 
+/// The `since` parameter of a query (`since=1767225600000`: milliseconds since the Unix epoch),
+/// if there is one.
+pub fn since(query: &str) -> Result<Option<u64>, Bad> {
+    let Some(value) = query.split('&').find_map(|pair| pair.strip_prefix("since=")) else {
+        return Ok(None);
+    };
+    value.parse().map(Some).map_err(|_| {
+        (
+            400,
+            format!("since={value:?} is not a time in milliseconds since the Unix epoch"),
+        )
+    })
+}
+
 /// Whether `authorization` carries `Bearer <token>`, compared in constant time.
 pub fn authorized(token: Option<&str>, authorization: Option<&[u8]>) -> bool {
     let Some(token) = token else { return true };
@@ -201,6 +215,16 @@ mod tests {
         assert!(update(b"").unwrap_err().1.contains("needs a JSON body"));
         assert!(update(b"{}").unwrap_err().1.contains("nothing to change"));
         assert!(update(br#"{"ttl": "1s"}"#).unwrap_err().1.contains("unknown field"));
+    }
+
+    #[test]
+    fn since_parameters() {
+        assert_eq!(since(""), Ok(None));
+        assert_eq!(since("other=1"), Ok(None));
+        assert_eq!(since("since=1767225600000"), Ok(Some(1_767_225_600_000)));
+        assert_eq!(since("a=b&since=5"), Ok(Some(5)));
+        assert!(since("since=-1").unwrap_err().1.contains("not a time"));
+        assert!(since("since=").is_err());
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// The path, without the query.
     pub path: &'a str,
+    /// The query, without the `?` (empty without one).
+    pub query: &'a str,
     /// The `Authorization` header, if any.
     pub authorization: Option<&'a [u8]>,
     /// The body (at most [`MAX_BODY`] bytes).
@@ -133,6 +135,7 @@ impl HttpServerApp for AdminApp {
         let body = read_body(&mut http).await;
         let req = http.req_header();
         let (method, path) = (req.method.as_str().to_string(), req.uri.path().to_string());
+        let query = req.uri.query().unwrap_or_default().to_string();
         let authorization = req
             .headers
             .get(http::header::AUTHORIZATION)
@@ -144,6 +147,7 @@ impl HttpServerApp for AdminApp {
                 let request = Request {
                     method: &method,
                     path: &path,
+                    query: &query,
                     authorization: authorization.as_deref(),
                     body: &body,
                 };
