@@ -243,7 +243,8 @@ kill %1",
     let log = std::fs::read_to_string(root.path("lb.log")).unwrap_or_default();
     assert!(
         text.contains("a b c"),
-        "no rotation through the image's config: {text}\n{log}"
+        "no rotation through the image's config: {text}\n{}\n{log}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("user=nobody") || text.contains("user=65534"), "{text}");
     assert!(text.contains("exit=0"), "{text}\n{log}");
