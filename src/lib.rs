@@ -15,8 +15,11 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod error;
 pub mod process;
 pub mod request;
+#[cfg(test)]
+mod testing;

@@ -443,22 +443,6 @@ async fn each_malformed_request_gets_its_4xx_and_changes_nothing() {
     );
 }
 
-/// A small deterministic generator (xorshift), so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzed_admin_requests_never_crash_lb_nor_get_a_5xx() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -497,7 +481,7 @@ async fn fuzzed_admin_requests_never_crash_lb_nor_get_a_5xx() {
         "{\"a\":{\"b\":{\"c\":[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]}}}",
         "\"just a string\"",
     ];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = common::rng::XorShift(0x9e37_79b9_7f4a_7c15);
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in 0..600 {
         assert!(Instant::now() < deadline, "fuzzing took too long (at {i})");

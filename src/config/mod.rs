@@ -16,7 +16,7 @@ pub use server::ServerSettings;
 pub use types::{Addr, Cidr, Dur, HashKey, Size, StatusSet};
 pub use upstream::{
     BackendConf, Discovery, DnsDiscovery, FileDiscovery, HealthCheckConf, OutlierConf, Protocol, RetryBudget, SameSite,
-    StickyConf, Timeouts, Upstream, UpstreamTls,
+    Source, StickyConf, Timeouts, Upstream, UpstreamTls,
 };
 
 use serde::Deserialize;

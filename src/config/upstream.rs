@@ -297,7 +297,7 @@ pub struct BackendConf {
     pub address: Addr,
     /// Where the entry comes from: the configuration file, or a discovery source.
     #[serde(skip)]
-    pub source: crate::request::member::Source,
+    pub source: Source,
     /// Relative share of traffic, 1 to 256. Default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,
@@ -373,6 +373,42 @@ impl Default for Timeouts {
             idle: Dur(DEFAULT_IDLE_TIMEOUT),
             tunnel: Dur(std::time::Duration::from_secs(3600)),
             total: None,
+        }
+    }
+}
+
+/// Where a backend's membership comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The configuration file.
+    #[default]
+    Config,
+    /// Registered through the admin API.
+    Api,
+    /// Found by file discovery.
+    File,
+    /// Found by DNS discovery.
+    Dns,
+}
+
+impl Source {
+    pub(crate) fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Source::Api,
+            2 => Source::File,
+            3 => Source::Dns,
+            _ => Source::Config,
+        }
+    }
+
+    /// The name in the API: `config`, `api`, `file`, `dns`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Api => "api",
+            Source::File => "file",
+            Source::Dns => "dns",
         }
     }
 }

@@ -3,7 +3,7 @@
 //! list kept in memory ([`CAPACITY`] events of at most a few hundred bytes each: under 100 KB);
 //! the log stays the full record.
 
-use crate::control::state_file::now_ms;
+use crate::clock::unix_ms;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -64,7 +64,7 @@ pub struct Events(Mutex<List>);
 impl Events {
     /// Records an event now.
     pub fn record(&self, kind: Kind, pool: Option<&str>, backend: Option<SocketAddr>, detail: impl Into<String>) {
-        self.record_at(now_ms(), kind, pool, backend, detail);
+        self.record_at(unix_ms(), kind, pool, backend, detail);
     }
 
     /// Records an event that happened at `at_ms`.

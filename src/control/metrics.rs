@@ -151,7 +151,7 @@ const FAMILIES: &[(&str, MetricType, &str, &[&str])] = &[
     (
         "lb_http1_requests_total",
         MetricType::COUNTER,
-        "HTTP/1 requests by the loop that proxied them: lb's own (path=\"lb\"), or Pingora's HttpProxy (path=\"pingora\": request bodies, upgrades, lb's own answers, TLS or HTTP/2 pools).",
+        "HTTP/1 requests by the loop that proxied them: lb's own (path=\"lb\"), or Pingora's HttpProxy (path=\"pingora\": request bodies, upgrades, absolute-form targets, TLS or HTTP/2 pools).",
         &["path"],
     ),
 ];

@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod changes;
+pub mod checks;
 pub mod cluster;
 pub mod discovery;
 pub mod dns;

@@ -4,19 +4,21 @@
 //! TTLs, the state file at start and in-place reloads go through the same path, so there is
 //! one place where backends come and go. Serving the API is `admin`'s job.
 
-use crate::config::{BackendConf, Config, ConfigError, Discovery, EtcdConf};
+use crate::clock::unix_ms;
+use crate::config::{BackendConf, Config, ConfigError, Discovery, EtcdConf, Route};
 use crate::control::changes::{self, Change, Effect, Refusal};
+use crate::control::checks;
 use crate::control::cluster::{Cluster, Mirror};
 use crate::control::events::{Events, Kind};
 use crate::control::history::History;
-use crate::control::state_file::{now_ms, Changes, StateFile};
+use crate::control::state_file::{Changes, StateFile};
 use crate::control::view::{self, BackendView, PoolView};
 use crate::error::StartError;
-use crate::request::health;
+use crate::request::guard::{Guard, HttpsRedirect, RateLimit, RedirectMode};
 use crate::request::member::Source;
 use crate::request::pool::{Pool, PoolLive};
 use crate::request::rate_limit::RateLimiter;
-use crate::request::route::{Limit, Router, Routing, Table, Target};
+use crate::request::route::{Router, Routing, Table, Target};
 use log::{error, info, warn};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -130,16 +132,16 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
             .unwrap_or_else(|| PoolLive::new(name));
         pools.insert(name.clone(), Arc::new(Pool::build(name, conf, live)?));
     }
+    let https_port = config
+        .listeners
+        .iter()
+        .find(|l| l.tls.is_some())
+        .map(|l| l.address.0.port());
     let mut router = Router::new();
     for route in &config.routes {
         if let Some(pool) = pools.get(&route.upstream) {
             let target = Target {
-                rate_limit: route.rate_limit.as_ref().map(|r| Limit {
-                    limiter: RateLimiter::new(r.requests_per_second, r.burst()),
-                    key: r.key.clone(),
-                }),
-                https_redirect: route.https_redirect,
-                redirect: route.redirect,
+                guards: guards(route, https_port),
                 ..Target::to(Arc::clone(pool))
             };
             router.push(route.host.as_deref(), route.path_prefix.as_deref(), Arc::new(target));
@@ -150,16 +152,29 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
             router.push(None, None, Arc::new(Target::to(Arc::clone(pool))));
         }
     }
-    let https_port = config
-        .listeners
-        .iter()
-        .find(|l| l.tls.is_some())
-        .map(|l| l.address.0.port());
-    Ok(Table {
-        router,
-        pools,
-        https_port,
-    })
+    Ok(Table { router, pools })
+}
+
+/// The guards of `route`, in the order they are checked: the HTTPS redirect (to `https_port`),
+/// the rate limit, redirect mode.
+fn guards(route: &Route, https_port: Option<u16>) -> Vec<Box<dyn Guard>> {
+    let mut guards: Vec<Box<dyn Guard>> = Vec::new();
+    if let Some(status) = route.https_redirect {
+        guards.push(Box::new(HttpsRedirect {
+            status,
+            port: https_port,
+        }));
+    }
+    if let Some(r) = &route.rate_limit {
+        guards.push(Box::new(RateLimit {
+            limiter: RateLimiter::new(r.requests_per_second, r.burst()),
+            key: r.key.clone(),
+        }));
+    }
+    if let Some(status) = route.redirect {
+        guards.push(Box::new(RedirectMode { status }));
+    }
+    guards
 }
 
 /// Adds to each discovering pool of `config` the backends `discovered` found for it (those the
@@ -252,11 +267,6 @@ impl Runtime {
         &self.events
     }
 
-    /// Whether runtime changes survive a restart.
-    pub fn persistent(&self) -> bool {
-        self.store.is_some() || self.cluster.is_some()
-    }
-
     /// The etcd client, with `cluster:`.
     async fn etcd(&self) -> Option<Result<&Cluster, String>> {
         let conf = self.cluster.as_ref()?;
@@ -283,7 +293,7 @@ impl Runtime {
     /// Makes `shared` (the cluster's state, as etcd holds it) this instance's runtime state.
     pub async fn adopt(&self, shared: Changes) {
         let mut desired = self.desired.lock().await;
-        let changes = changes::reconcile(&desired.config, &shared, now_ms());
+        let changes = changes::reconcile(&desired.config, &shared, unix_ms());
         set_all_members(&self.routing.load(), &desired.config, &changes);
         desired.changes = changes;
     }
@@ -348,9 +358,17 @@ impl Runtime {
         let Some(store) = &self.store else { return };
         let kept = store.load();
         let mut desired = self.desired.lock().await;
-        let changes = changes::reconcile(&desired.config, &kept, now_ms());
+        let changes = changes::reconcile(&desired.config, &kept, unix_ms());
         set_all_members(&self.routing.load(), &desired.config, &changes);
-        if changes != kept {
+        desired.changes = kept;
+        self.commit(&mut desired, changes);
+    }
+
+    /// Makes `changes` the runtime changes, written to the state file when they differ from
+    /// the current ones. The pools already have them: a failed write is logged (by
+    /// [`Runtime::persist`]) and retried with the next change.
+    fn commit(&self, desired: &mut Desired, changes: Changes) {
+        if changes != desired.changes {
             let _ = self.persist(&changes);
         }
         desired.changes = changes;
@@ -368,7 +386,7 @@ impl Runtime {
         let was = before.as_ref().map(|b| (b.state, b.weight));
         let mut changes = desired.changes.clone();
         let pc = changes.pools.entry(pool.to_string()).or_default();
-        let effect = changes::apply(pc, conf, addr, &change, now_ms())?;
+        let effect = changes::apply(pc, conf, addr, &change, unix_ms())?;
         if pc.is_empty() {
             changes.pools.remove(pool);
         }
@@ -407,7 +425,7 @@ impl Runtime {
     /// second). Called a few times a second.
     pub async fn expire(&self) {
         let mut desired = self.desired.lock().await;
-        let now = now_ms();
+        let now = unix_ms();
         let mut changes = desired.changes.clone();
         let mut expired = Vec::new();
         for (name, pc) in changes.pools.iter_mut() {
@@ -460,7 +478,7 @@ impl Runtime {
         add_discovered(&mut config, &desired.discovered);
         let old = self.routing.load_full();
         let table = build_table(&config, Some(&old)).map_err(|e| e.to_string())?;
-        let changes = changes::reconcile(&config, &desired.changes, now_ms());
+        let changes = changes::reconcile(&config, &desired.changes, unix_ms());
         for (name, conf) in &config.upstreams {
             changes::check_members(name, conf, &changes::members(conf, changes.pools.get(name)))
                 .map_err(|r| format!("upstreams.{name}: {}", r.message))?;
@@ -472,7 +490,7 @@ impl Runtime {
             .filter(|(name, _)| !old.pools.contains_key(*name))
             .map(|(_, p)| Arc::clone(p))
             .collect();
-        health::first_rounds(fresh).await;
+        checks::first_rounds(fresh).await;
         let was = &desired.config.upstreams;
         let report = ReloadReport {
             pools_added: names(&table, |n| !old.pools.contains_key(n)),
@@ -486,11 +504,8 @@ impl Runtime {
             needs_upgrade: needs_upgrade(&desired.config, &config),
         };
         self.routing.store(Arc::new(table));
-        if changes != desired.changes {
-            let _ = self.persist(&changes);
-        }
+        self.commit(&mut desired, changes);
         desired.config = config;
-        desired.changes = changes;
         info!("configuration reloaded in place: {report}");
         Ok(report)
     }
@@ -523,16 +538,14 @@ impl Runtime {
         discovered.insert(pool.to_string(), found);
         let mut config = desired.config.clone();
         add_discovered(&mut config, &discovered);
-        let changes = changes::reconcile(&config, &desired.changes, now_ms());
+        let changes = changes::reconcile(&config, &desired.changes, unix_ms());
         let Some(conf) = config.upstreams.get(pool) else {
             return Err(format!("pool {pool} is gone"));
         };
         let members = changes::members(conf, changes.pools.get(pool));
         changes::check_members(pool, conf, &members).map_err(|r| r.message)?;
         let after: Vec<SocketAddr> = conf.backends.iter().map(|b| b.address.0).collect();
-        if changes != desired.changes {
-            let _ = self.persist(&changes);
-        }
+        self.commit(&mut desired, changes);
         if let Some(live) = self.routing.load().pools.get(pool) {
             live.set_members(&members);
         }
@@ -544,7 +557,6 @@ impl Runtime {
             }
         }
         desired.config = config;
-        desired.changes = changes;
         desired.discovered = discovered;
         Ok((added, removed))
     }

@@ -4,10 +4,10 @@
 //! a known view of the pools; afterwards it runs the health checks, expires TTLs and forgets
 //! idle rate-limit state, follows discovery files, and samples the pools' history every second.
 
+use crate::control::checks;
 use crate::control::discovery::Discoverer;
 use crate::control::history;
 use crate::control::runtime::Runtime;
-use crate::request::health;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -30,16 +30,16 @@ impl BackgroundService for PoolsService {
         discovery.scan(true).await;
         runtime.restore().await;
         let pools: Vec<_> = runtime.routing().load().pools.values().cloned().collect();
-        health::first_rounds(pools).await;
+        checks::first_rounds(pools).await;
         ready.notify_ready();
-        let checks = health::run(Arc::clone(runtime.routing()));
+        let checks = checks::run(Arc::clone(runtime.routing()));
         let ttls = async {
             for tick in 0u64.. {
                 tokio::time::sleep(EXPIRE_EVERY).await;
                 runtime.expire().await;
                 if tick % 100 == 0 {
-                    let now = crate::request::selection::load::now_ms() * 1_000_000;
-                    runtime.routing().load().sweep_limits(now);
+                    let now = crate::clock::mono_ns();
+                    runtime.routing().load().sweep_guards(now);
                 }
             }
         };

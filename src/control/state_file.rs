@@ -10,17 +10,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Format version written in the file.
 pub const VERSION: u32 = 1;
-
-/// Milliseconds since the Unix epoch now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Every runtime change, by pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,7 +153,11 @@ impl StateFile {
     }
 
     fn set_aside(&self, why: &str) {
-        let aside = PathBuf::from(format!("{}.corrupt-{}", self.path.display(), now_ms() / 1000));
+        let aside = PathBuf::from(format!(
+            "{}.corrupt-{}",
+            self.path.display(),
+            crate::clock::unix_ms() / 1000
+        ));
         match std::fs::rename(&self.path, &aside) {
             Ok(()) => error!(
                 "state file {} is invalid ({why}); moved to {} and starting without runtime changes",

@@ -1,7 +1,8 @@
 //! Pools and backends as the admin API and the dashboard show them (the JSON contract of
 //! `GET /api/v1/pools`): live state read from the pools, TTLs from the runtime changes.
 
-use crate::control::state_file::{now_ms, Changes};
+use crate::clock::unix_ms;
+use crate::control::state_file::Changes;
 use crate::request::pool::Pool;
 use crate::request::selection::load::BackendState;
 use crate::request::stats::REFUSALS;
@@ -72,7 +73,7 @@ fn backend_view(pool: &str, state: &BackendState, changes: &Changes) -> BackendV
         requests: state.requests.load(Ordering::Relaxed),
         failures: state.failures.load(Ordering::Relaxed),
         latency_ms: (state.latency.get() / 1e4).round() / 100.0,
-        ttl_remaining_s: expires.map(|t| t.saturating_sub(now_ms()) as f64 / 1000.0),
+        ttl_remaining_s: expires.map(|t| t.saturating_sub(unix_ms()) as f64 / 1000.0),
         max_connections: state.max_connections(),
     }
 }

@@ -35,6 +35,13 @@ pub struct Parts {
     pub front_stats: Arc<FrontStats>,
 }
 
+/// `clients.max_body_size`, `None` for no limit (0): the front checks it against the head, the
+/// proxy against a declared length and the body as it comes.
+fn max_body(config: &Config) -> Option<u64> {
+    let max = config.clients.max_body_size.0;
+    (max > 0).then_some(max)
+}
+
 /// The client rules of `config`.
 pub fn client_rules(config: &Config) -> ClientRules {
     let c = &config.clients;
@@ -47,7 +54,7 @@ pub fn client_rules(config: &Config) -> ClientRules {
             max_request_line: usize::try_from(c.max_request_line.0).unwrap_or(usize::MAX),
             max_head: usize::try_from(c.max_header_size.0).unwrap_or(usize::MAX),
         },
-        max_body: (c.max_body_size.0 > 0).then_some(c.max_body_size.0),
+        max_body: max_body(config),
     }
 }
 
@@ -59,7 +66,7 @@ pub const PROXY_PATH_ENV: &str = "LB_PROXY_PATH";
 pub fn edge(config: &Config) -> Edge {
     Edge {
         trusted_proxies: config.trusted_proxies.clone(),
-        max_body: (config.clients.max_body_size.0 > 0).then_some(config.clients.max_body_size.0),
+        max_body: max_body(config),
         direct: std::env::var_os(PROXY_PATH_ENV).is_none_or(|path| path != "pingora"),
         upstream_keepalive: config.server.upstream_keepalive_pool_size,
     }

@@ -1,22 +1,16 @@
-//! Active HTTP health checks: Pingora's `HttpHealthCheck` does each probe; which backends are
-//! probed (a pool's current members, whatever their source), when, and how results become
-//! health (consecutive thresholds, kept in each backend's live state so that weight changes
-//! and reloads do not forget it) is decided here. Picking among healthy backends is the
-//! selectors' job.
+//! Active HTTP health checks: a pool's [`Check`] (Pingora's `HttpHealthCheck` does each probe,
+//! with the pool's thresholds) and why a probe failed, in words. Which backends are probed and
+//! when is `control::checks`'s (it runs the rounds over the routing table); how results become
+//! health (consecutive thresholds) is each backend's live state's. Picking among healthy
+//! backends is the selectors' job.
 
 use crate::config::HealthCheckConf;
 use crate::error::StartError;
-use crate::request::pool::{backend, Pool};
-use crate::request::route::Routing;
-use log::{info, warn};
 use pingora_error::{Error, ErrorType};
 use pingora_http::RequestHeader;
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck};
-use std::sync::Arc;
+use pingora_load_balancing::Backend;
 use std::time::Duration;
-
-/// How often the loop looks for pools whose round is due.
-const TICK: Duration = Duration::from_millis(50);
 
 /// A pool's HTTP check and its thresholds.
 pub struct Check {
@@ -65,36 +59,19 @@ impl Check {
         })
     }
 
-    fn threshold(&self, passed: bool) -> u32 {
+    /// How many results in a row make a backend `passed` (healthy) or not.
+    pub fn threshold(&self, passed: bool) -> u32 {
         if passed {
             self.healthy_threshold
         } else {
             self.unhealthy_threshold
         }
     }
-}
 
-/// Probes every current member of `pool` once, concurrently. With `strict` (the first round
-/// after start-up or after a pool appears), one failure ejects: a starting process serves only
-/// backends that answered instead of trusting them for `unhealthy_threshold` rounds. Each
-/// transition is logged once, as `pool web backend 127.0.0.1:9001 becomes unhealthy, <reason>`
-/// (see [`reason`]; or `becomes healthy`).
-pub async fn round(pool: &Pool, strict: bool) {
-    let Some(check) = pool.health() else { return };
-    let probes = pool.states().all().into_iter().map(|state| async move {
-        let target = backend(state.addr, state.weight());
-        let result = check.http.check(&target).await;
-        let threshold = |passed| if strict { 1 } else { check.threshold(passed) };
-        match state.observe_check(result.is_ok(), threshold) {
-            Some(true) => info!("pool {} backend {} becomes healthy", pool.name, state.addr),
-            Some(false) => {
-                let why = result.err().map(|e| reason(&e, check.timeout)).unwrap_or_default();
-                warn!("pool {} backend {} becomes unhealthy, {why}", pool.name, state.addr);
-            }
-            None => {}
-        }
-    });
-    futures::future::join_all(probes).await;
+    /// Probes `target` once: `Err(why)` in a few words (see [`reason`]) when it fails.
+    pub async fn probe(&self, target: &Backend) -> Result<(), String> {
+        self.http.check(target).await.map_err(|e| reason(&e, self.timeout))
+    }
 }
 
 /// Why a probe failed, in a few words for the log: `connection refused`, `timeout after
@@ -141,35 +118,6 @@ fn io_reason(io: &std::io::Error) -> String {
         ErrorKind::ConnectionReset => "connection reset".into(),
         ErrorKind::TimedOut => "timeout".into(),
         _ => io.to_string(),
-    }
-}
-
-/// The first round of each of `pools`, strict, all at once.
-pub async fn first_rounds(pools: impl IntoIterator<Item = Arc<Pool>>) {
-    let rounds = pools
-        .into_iter()
-        .filter(|p| p.begin_check(true))
-        .map(|pool| async move {
-            round(&pool, true).await;
-            pool.checked();
-        });
-    futures::future::join_all(rounds).await;
-}
-
-/// Runs each pool's rounds at its interval, following the routing table as it changes
-/// (reloads add and remove pools; membership changes are seen at each round). Never returns.
-pub async fn run(routing: Arc<Routing>) {
-    loop {
-        for pool in routing.load().pools.values() {
-            if pool.begin_check(false) {
-                let pool = Arc::clone(pool);
-                tokio::spawn(async move {
-                    round(&pool, false).await;
-                    pool.checked();
-                });
-            }
-        }
-        tokio::time::sleep(TICK).await;
     }
 }
 

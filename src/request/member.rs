@@ -39,41 +39,9 @@ impl AdminState {
     }
 }
 
-/// Where a backend's membership comes from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The configuration file.
-    #[default]
-    Config,
-    /// Registered through the admin API.
-    Api,
-    /// Found by file discovery.
-    File,
-    /// Found by DNS discovery.
-    Dns,
-}
-
-impl Source {
-    pub(crate) fn from_u8(v: u8) -> Self {
-        match v {
-            1 => Source::Api,
-            2 => Source::File,
-            3 => Source::Dns,
-            _ => Source::Config,
-        }
-    }
-
-    /// The name in the API: `config`, `api`, `file`, `dns`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::Config => "config",
-            Source::Api => "api",
-            Source::File => "file",
-            Source::Dns => "dns",
-        }
-    }
-}
+/// Where a backend's membership comes from (defined with the configuration, which names it for
+/// its discovered entries).
+pub use crate::config::Source;
 
 /// How a member is configured: everything about a backend that the control plane sets.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,11 +5,12 @@
 //! - [`rate_limit`]: per-key token buckets (GCRA) for routes' rate limits.
 //! - [`proxy`]: the `ProxyHttp` implementation (routing, peer choice, retries, headers, errors).
 //! - [`route`]: host / path-prefix routing table, and the live table of pools the proxy reads.
+//! - [`guard`]: a route's checks before its pool (HTTPS redirect, rate limit, redirect mode).
 //! - [`pool`]: a running pool: membership, balancer, key source, slots and wait queue, peers.
 //! - [`selection`]: balancing algorithms (Pingora `BackendSelection`s) and live backend state.
 //! - [`member`]: a pool member as configured: weight, admin state, source, cap.
 //! - [`key`]: extraction of hash keys (URI, path, source IP, header, cookie) from a request.
-//! - [`health`]: active HTTP health checks of a pool's current members.
+//! - [`health`]: a pool's active HTTP check and why a probe failed (`control::checks` runs them).
 //! - [`stats`]: per-pool counters and histograms, counted with a few atomics.
 //! - [`tls`]: certificates of TLS listeners, chosen by SNI, reloaded when their files change.
 //! - [`access_log`]: one line per request, written off the request path.
@@ -17,6 +18,7 @@
 
 pub mod access_log;
 pub mod front;
+pub mod guard;
 pub mod health;
 pub mod key;
 pub mod member;
@@ -28,3 +30,13 @@ pub mod selection;
 pub mod stats;
 pub mod tls;
 pub mod traffic;
+
+use pingora_http::RequestHeader;
+
+/// The host a request is for: the URI's authority (absolute form, HTTP/2) or the `Host` header
+/// (what routes match and HTTPS redirects keep).
+pub fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.uri
+        .host()
+        .or_else(|| req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()))
+}

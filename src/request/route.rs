@@ -2,9 +2,8 @@
 //! what happens on no match (404) is the proxy's business. [`Routing`] holds the live table of
 //! pools and rules the proxy reads on every request and a reload replaces at once.
 
-use crate::config::RateKey;
+use crate::request::guard::Guard;
 use crate::request::pool::Pool;
-use crate::request::rate_limit::RateLimiter;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -12,12 +11,8 @@ use std::sync::Arc;
 pub struct Target {
     /// The pool that serves it.
     pub pool: Arc<Pool>,
-    /// The route's rate limit.
-    pub rate_limit: Option<Limit>,
-    /// Plain-HTTP requests are redirected to HTTPS with this status.
-    pub https_redirect: Option<u16>,
-    /// Redirect mode: answer with this status and the picked backend in `Location`.
-    pub redirect: Option<u16>,
+    /// What the request passes first, in order (HTTPS redirect, rate limit, redirect mode).
+    pub guards: Vec<Box<dyn Guard>>,
 }
 
 impl Target {
@@ -25,19 +20,9 @@ impl Target {
     pub fn to(pool: Arc<Pool>) -> Self {
         Target {
             pool,
-            rate_limit: None,
-            https_redirect: None,
-            redirect: None,
+            guards: Vec::new(),
         }
     }
-}
-
-/// A route's rate limit: the limiter and what it counts by.
-pub struct Limit {
-    /// Token buckets by key.
-    pub limiter: RateLimiter,
-    /// What a key is.
-    pub key: RateKey,
 }
 
 /// The pools and the rules that lead to them, as one consistent generation.
@@ -47,17 +32,14 @@ pub struct Table {
     pub router: Router<Arc<Target>>,
     /// Every pool by name (routed to or not).
     pub pools: BTreeMap<String, Arc<Pool>>,
-    /// The port HTTPS redirects point to (the first TLS listener's), when there is one.
-    pub https_port: Option<u16>,
 }
 
 impl Table {
-    /// Forgets rate-limit state that is back to a full burst (called every few seconds).
-    pub fn sweep_limits(&self, now_ns: u64) {
-        for target in self.router.targets() {
-            if let Some(limit) = &target.rate_limit {
-                limit.limiter.sweep(now_ns);
-            }
+    /// Forgets guard state no longer needed, such as rate-limit keys back to a full burst
+    /// (called every few seconds).
+    pub fn sweep_guards(&self, now_ns: u64) {
+        for guard in self.router.targets().flat_map(|t| &t.guards) {
+            guard.sweep(now_ns);
         }
     }
 }

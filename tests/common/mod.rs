@@ -8,6 +8,9 @@ pub mod client;
 pub mod daemon;
 pub mod load;
 pub mod raw;
+/// The random generator the unit tests use too (one file).
+#[path = "../../src/testing/rng.rs"]
+pub mod rng;
 pub mod webdriver;
 pub mod ws;
 
@@ -257,6 +260,22 @@ pub struct Lb {
     pub proc: Guard,
     /// The command line it was started with.
     pub args: Vec<String>,
+    /// The environment changes it was started with (`None`: removed), kept by [`Lb::restart`].
+    pub env: Vec<(String, Option<String>)>,
+}
+
+/// `lb` with `args`, `RUST_LOG=info` and the environment changes `env`, its log appended to `log`.
+fn lb_command(args: &[String], env: &[(String, Option<String>)], log: std::fs::File) -> Command {
+    let mut command = Command::new(LB);
+    command.args(args).env("RUST_LOG", "info");
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    command.stdout(Stdio::null()).stderr(log);
+    command
 }
 
 impl Lb {
@@ -314,20 +333,17 @@ impl Lb {
             .append(true)
             .open(dir.path("lb.log"))
             .expect("log file");
-        let mut command = Command::new(LB);
-        command.args(args).env("RUST_LOG", "info");
-        for (name, value) in env {
-            match value {
-                Some(value) => command.env(name, value),
-                None => command.env_remove(name),
-            };
-        }
-        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("spawn lb");
+        let env: Vec<_> = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.map(str::to_string)))
+            .collect();
+        let child = lb_command(args, &env, log).spawn().expect("spawn lb");
         let mut lb = Lb {
             addr,
             dir,
             proc: Guard(child),
             args: args.to_vec(),
+            env,
         };
         match lb.wait_listening() {
             true => Some(lb),
@@ -350,11 +366,14 @@ impl Lb {
         self.proc.wait_exit(PATIENCE).expect("lb did not stop")
     }
 
-    /// Stops it and starts it again in the same directory with the same command line (and
-    /// so the same config file, addresses and state file); the log is appended to.
+    /// Stops it and starts it again in the same directory with the same command line and
+    /// environment (and so the same config file, addresses, state file and request loop); the
+    /// log is appended to.
     pub fn restart(mut self) -> Lb {
         self.stop();
-        let Lb { addr, dir, args, .. } = self;
+        let Lb {
+            addr, dir, args, env, ..
+        } = self;
         let end = Instant::now() + PATIENCE;
         let mut dir = Some(dir);
         loop {
@@ -365,18 +384,13 @@ impl Lb {
                 .matches("lb ready")
                 .count();
             let log = std::fs::OpenOptions::new().append(true).open(&log_path).expect("log");
-            let mut attempt = Command::new(LB);
-            attempt
-                .args(&args)
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(log);
-            let child = attempt.spawn().expect("spawn lb");
+            let child = lb_command(&args, &env, log).spawn().expect("spawn lb");
             let mut lb = Lb {
                 addr,
                 dir: current,
                 proc: Guard(child),
                 args: args.clone(),
+                env: env.clone(),
             };
             if lb.wait_ready_again(before) {
                 return lb;

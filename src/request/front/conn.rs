@@ -7,7 +7,6 @@
 
 use super::chunked::Chunked;
 use super::head::Framing;
-use super::park::Addrs;
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -17,6 +16,7 @@ use pingora_core::protocols::{
     UniqueID, UniqueIDType, ALPN,
 };
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,28 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A connection's addresses, to rebuild what Pingora knows of it (when it is parked and
+/// resumed).
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    /// The TCP peer.
+    pub peer: Option<SocketAddr>,
+    /// The listener's address the client connected to.
+    pub local: Option<SocketAddr>,
+    /// The client as the PROXY protocol named it.
+    pub client: Option<SocketAddr>,
+}
+
+impl super::proxy_protocol::Incoming for Conn {
+    fn held(&self) -> &[u8] {
+        Conn::held(self)
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        Conn::fill(self).await
+    }
+}
 
 /// Writes up to this size are combined in one buffer before they reach the socket.
 const COMBINE: usize = 1460;
@@ -98,11 +120,6 @@ impl Conn {
     /// Drops the first `n` held bytes (a PROXY header, a head being replaced).
     pub fn consume(&mut self, n: usize) {
         self.rbuf.advance(n.min(self.rbuf.len()));
-    }
-
-    /// Whether the client closed its side.
-    pub fn at_eof(&self) -> bool {
-        self.eof
     }
 
     /// Reads more from the client into the held bytes: the number read (0 at EOF).

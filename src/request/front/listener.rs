@@ -3,7 +3,7 @@
 //! which arrives before the handshake and so is read by a pre-TLS callback.
 
 use super::conn::Conn;
-use super::proxy_protocol::{self, PpError};
+use super::proxy_protocol;
 use crate::config::Cidr;
 use async_trait::async_trait;
 use pingora_core::listeners::PreTlsProcess;
@@ -174,19 +174,30 @@ impl PreTlsProcess for ProxyBeforeTls {
 
 /// Reads a PROXY header off `stream`: the source it names and the bytes read past it.
 async fn read_header(stream: &mut L4Stream) -> Result<(Option<SocketAddr>, Vec<u8>), String> {
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 256];
-    loop {
-        match proxy_protocol::parse(&buf) {
-            Ok(p) => return Ok((p.source, buf[p.len..].to_vec())),
-            Err(PpError::Invalid(why)) => return Err(why.to_string()),
-            Err(PpError::Incomplete) => {}
-        }
-        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("the connection closed".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    let mut incoming = Unread {
+        stream,
+        buf: Vec::with_capacity(256),
+    };
+    let proxied = proxy_protocol::read(&mut incoming).await.map_err(|e| e.to_string())?;
+    Ok((proxied.source, incoming.buf[proxied.len..].to_vec()))
+}
+
+/// A stream's first bytes, read before the TLS handshake (and put back after the header).
+struct Unread<'a> {
+    stream: &'a mut L4Stream,
+    buf: Vec<u8>,
+}
+
+impl proxy_protocol::Incoming for Unread<'_> {
+    fn held(&self) -> &[u8] {
+        &self.buf
+    }
+
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 256];
+        let n = self.stream.read(&mut chunk).await?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
     }
 }
 

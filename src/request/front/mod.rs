@@ -34,6 +34,7 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use reject::Refusal;
+pub(crate) use reject::TOO_LARGE;
 pub use reject::{FrontStats, Path};
 use std::future::Future;
 use std::io;
@@ -83,11 +84,11 @@ pub enum Served {
     Declined(Box<Conn>),
 }
 
-/// Whether a request with `head` can be offered to [`Direct`]: no body, a plain head in
-/// origin form.
+/// Whether a request with `head` can be offered to [`Direct`], as far as its framing goes: no
+/// body, no upgrade, no `100-continue`, origin form. What becomes of it is the proxy's
+/// admission (which may still send it to Pingora's loop, for its pool).
 fn direct_candidate(head: &Head) -> bool {
-    head.plain
-        && !head.upgrade
+    !head.upgrade
         && !head.expect_continue
         && head.form == TargetForm::Origin
         && matches!(head.framing, Framing::None | Framing::Length(0))
@@ -241,18 +242,16 @@ where
     /// part of a chunked body already received.
     fn precheck(&self, conn: &Conn, head: &Head) -> Result<(), Refusal> {
         match head.framing {
-            Framing::Length(n) if self.rules.max_body.is_some_and(|max| n > max) => Err(Refusal::new(
-                413,
-                "the request body is larger than clients.max_body_size",
-            )),
+            Framing::Length(n) if self.rules.max_body.is_some_and(|max| n > max) => {
+                Err(Refusal::new(413, reject::TOO_LARGE))
+            }
             Framing::Chunked => {
                 let mut framer = chunked::Chunked::new();
                 match framer.advance(&conn.held()[head.len..]) {
                     Err(_) => Err(Refusal::new(400, "malformed chunked body")),
-                    Ok(_) if self.rules.max_body.is_some_and(|max| framer.declared() > max) => Err(Refusal::new(
-                        413,
-                        "the request body is larger than clients.max_body_size",
-                    )),
+                    Ok(_) if self.rules.max_body.is_some_and(|max| framer.declared() > max) => {
+                        Err(Refusal::new(413, reject::TOO_LARGE))
+                    }
                     Ok(_) => Ok(()),
                 }
             }
@@ -369,25 +368,20 @@ where
     /// Reads a PROXY protocol header off `conn` before `deadline`; from a trusted peer (or when
     /// no peer is trusted in particular), its source becomes the client.
     async fn proxy_header(&self, conn: &mut Conn, deadline: Instant, rule: &ListenerRule) -> Option<()> {
-        loop {
-            match proxy_protocol::parse(conn.held()) {
-                Ok(proxied) => {
-                    conn.consume(proxied.len);
-                    if let Some(source) = proxied.source.filter(|_| rule.trusts_proxy_header(conn)) {
-                        conn.set_client(source);
-                    }
-                    return Some(());
+        match timeout_at(deadline, proxy_protocol::read(conn)).await {
+            Ok(Ok(proxied)) => {
+                conn.consume(proxied.len);
+                if let Some(source) = proxied.source.filter(|_| rule.trusts_proxy_header(conn)) {
+                    conn.set_client(source);
                 }
-                Err(proxy_protocol::PpError::Incomplete) => {}
-                Err(proxy_protocol::PpError::Invalid(why)) => {
-                    log::info!("connection closed: bad PROXY protocol header: {why}");
-                    return None;
-                }
+                Some(())
             }
-            match timeout_at(deadline, conn.fill()).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return None,
+            Ok(Err(proxy_protocol::ReadError::Invalid(why))) => {
+                log::info!("connection closed: bad PROXY protocol header: {why}");
+                None
             }
+            // Closed, failed or silent past the deadline.
+            _ => None,
         }
     }
 

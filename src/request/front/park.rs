@@ -8,7 +8,7 @@
 //! those whose client went away, and, on a coarse clock, those idle past their keep-alive
 //! deadline. TLS connections are not parked (their state is the session's).
 
-use super::conn::Conn;
+use super::conn::{Addrs, Conn};
 use super::listener::Slot;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use pingora_core::protocols::l4::socket::SocketAddr;
@@ -17,7 +17,7 @@ use pingora_core::protocols::{GetSocketDigest, SocketDigest};
 use pingora_core::server::ShutdownWatch;
 use slab::Slab;
 use std::io;
-use std::net::{SocketAddr as InetAddr, TcpStream as StdTcp};
+use std::net::TcpStream as StdTcp;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -35,17 +35,6 @@ const EVENTS: usize = 256;
 /// What a parked connection is woken by: data, or the client closing.
 fn interest() -> EpollFlags {
     EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT
-}
-
-/// A connection's addresses, to rebuild what Pingora knows of it.
-#[derive(Debug, Clone, Copy)]
-pub struct Addrs {
-    /// The TCP peer.
-    pub peer: Option<InetAddr>,
-    /// The listener's address the client connected to.
-    pub local: Option<InetAddr>,
-    /// The client as the PROXY protocol named it.
-    pub client: Option<InetAddr>,
 }
 
 /// How a connection waits in the lot.

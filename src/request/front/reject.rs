@@ -9,6 +9,10 @@ use pingora_core::protocols::GetSocketDigest;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// What a 413 says, whichever layer finds the body too large (the front from the head, the
+/// proxy from a declared length or the body as it comes).
+pub(crate) const TOO_LARGE: &str = "the request body is larger than clients.max_body_size";
+
 /// Statuses the front answers with, for the metrics.
 pub const STATUSES: [u16; 10] = [400, 408, 413, 414, 417, 429, 431, 501, 503, 505];
 

@@ -11,7 +11,6 @@ use pingora_load_balancing::Backend;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use tokio::sync::Notify;
 
 /// The membership Pingora's `Backends` discovers: whatever [`Pool::set_members`] last stored.
@@ -59,10 +58,4 @@ impl PoolLive {
             checking: AtomicBool::new(false),
         })
     }
-}
-
-/// The process's clock for due times.
-pub(super) fn epoch_ms() -> u64 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }

@@ -27,8 +27,9 @@ mod live;
 mod peer;
 mod resilience;
 
+use crate::clock::mono_ms;
+use live::Discovery;
 pub use live::PoolLive;
-use live::{epoch_ms, Discovery};
 pub use peer::load_ca;
 use peer::PeerTemplate;
 use resilience::{Outliers, RetryWindow};
@@ -138,7 +139,8 @@ impl Pool {
         })
     }
 
-    /// Pool `name` with the members of its file, as at a start without runtime changes.
+    /// Pool `name` with the members of its file, as at a start without runtime changes (the
+    /// pools of the unit tests and of `benches/per_request.rs`).
     pub fn from_config(name: &str, conf: &Upstream) -> Result<Pool, StartError> {
         let pool = Pool::build(name, conf, PoolLive::new(name))?;
         pool.set_members(&config_members(conf));
@@ -208,7 +210,7 @@ impl Pool {
     /// caller runs it and then calls [`Pool::checked`]; the next one is due an interval later.
     pub fn begin_check(&self, force: bool) -> bool {
         let Some(check) = &self.health else { return false };
-        let now = epoch_ms();
+        let now = mono_ms();
         let due = force || now >= self.live.next_check.load(Ordering::Relaxed);
         if !due || self.live.checking.swap(true, Ordering::AcqRel) {
             return false;
@@ -314,7 +316,8 @@ impl Pool {
         format!("{refused}: {}", parts.join(", "))
     }
 
-    /// [`Pool::pick`] without waiting: `None` when nothing is usable or free right now.
+    /// [`Pool::pick`] without waiting: `None` when nothing is usable or free right now (the
+    /// selection cost `benches/per_request.rs` measures, without a queue's future).
     pub fn pick_now(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Picked> {
         self.try_pick(key, tried).ok()
     }

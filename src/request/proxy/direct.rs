@@ -1,27 +1,27 @@
-//! lb's own request loop ("the direct path"): the common request — no body, a plain head (see
-//! [`Head::plain`](crate::request::front::head::Head::plain)), routed to a pool of plaintext
-//! HTTP/1.1 backends with no answer of lb's own on the way (no redirect, no rate limit) — is
-//! proxied here instead of through Pingora's `HttpProxy`. It parses and frames with Pingora's
-//! HTTP/1 sessions and applies the same semantics as the `ProxyHttp` hooks (they share the
-//! methods in `proxy`: routing, picking, retries, timeouts, headers, statuses, metrics, the
-//! access log, sticky cookies), but runs as one plain future inside the front's per-request
-//! future: no boxed future per hook, no channel pair per request, and its own idle backend
-//! connections ([`super::upstreams`]) instead of Pingora's pool (a task per idle connection, a
-//! `getpeername` per reuse).
+//! lb's own request loop ("the direct path"): the common request — no body, no upgrade, origin
+//! form (the front's [`direct_candidate`](crate::request::front)), routed to a pool of plaintext
+//! HTTP/1.1 backends — is served here instead of through Pingora's `HttpProxy`. It parses and
+//! frames with Pingora's HTTP/1 sessions and applies the same semantics as the `ProxyHttp` hooks
+//! (they share the methods in `proxy`: admission and lb's own answers, picking, the retry
+//! decision, timeouts, headers, statuses, metrics, logging, the access log, sticky cookies), but
+//! runs as one plain future inside the front's per-request future: no boxed future per hook, no
+//! channel pair per request, and its own idle backend connections ([`super::upstreams`])
+//! instead of Pingora's pool (a task per idle connection, a `getpeername` per reuse).
 //!
-//! Anything else is declined before it is answered: the request head goes back into the client
-//! connection, unconsumed, and the front hands the request to `HttpProxy`.
+//! A request whose pool needs Pingora's loop (TLS or HTTP/2 to the backends) is declined before
+//! anything is counted: the request head goes back into the client connection, unconsumed, and
+//! the front hands the request to `HttpProxy`.
 //!
 //! What Pingora's proxy does to a request and its response on the way, besides lb's hooks, is
-//! done here the same way for the requests taken: the request goes up as HTTP/1.1 without its
-//! `Connection` field (a plain head has nothing else Pingora's sanitizing removes), a response
+//! done here the same way: the request goes up as HTTP/1.1 without its hop-by-hop fields
+//! ([`policy::request_hop_by_hop`], which mirrors Pingora's standard request policy), a response
 //! without framing goes to the client chunked, and informational responses pass.
 
-use super::{is_tls, peer_ip, respond, Ctx, Lb};
+use super::admit::{Admission, Loop};
+use super::{forwarded, peer_ip, policy, respond, Attempt, Ctx, Lb};
 use crate::request::front::conn::Conn;
 use crate::request::front::head::Framing;
 use crate::request::front::{Direct, Served};
-use crate::request::route::Target;
 use pingora_core::connectors::TransportConnector;
 use pingora_core::protocols::http::v1::client::HttpSession as Upstream;
 use pingora_core::protocols::http::v1::server::HttpSession as SessionV1;
@@ -54,15 +54,6 @@ impl Failed {
 }
 
 impl Lb {
-    /// The route of the request on `downstream` if the direct path serves it.
-    fn direct_target(&self, downstream: &ServerSession) -> Option<Arc<Target>> {
-        let target = self.route(downstream.req_header())?;
-        let edge_answer = target.redirect.is_some()
-            || target.rate_limit.is_some()
-            || (target.https_redirect.is_some() && !is_tls(downstream));
-        (!edge_answer && target.pool.plain_http1()).then_some(target)
-    }
-
     /// Starts the sweep of idle backend connections, once.
     fn sweep_upstreams(&self) {
         self.direct.sweeper.get_or_init(|| {
@@ -90,10 +81,8 @@ impl Lb {
                 None => match self.direct.connector.new_stream(&*peer).await {
                     Ok(stream) => stream,
                     Err(e) => {
-                        // As `fail_to_connect`: a connect failure may go to another backend.
                         let e = e.into_up();
-                        ctx.attempt_failed();
-                        if ctx.may_retry() {
+                        if self.try_again(downstream, &e, ctx, Attempt::Connect) {
                             continue;
                         }
                         return Err(e);
@@ -112,11 +101,11 @@ impl Lb {
                     return Ok(());
                 }
                 Err(Failed { e, answered }) => {
-                    let retry = self.retry_after(downstream, &e, ctx, reused);
-                    if retry && !answered && e.esource() == &pingora_error::ErrorSource::Upstream {
+                    let e = e.more_context(format!("Peer: {peer}"));
+                    if self.try_again(downstream, &e, ctx, Attempt::Exchange { reused, answered }) {
                         continue;
                     }
-                    return Err(e.more_context(format!("Peer: {peer}")));
+                    return Err(e);
                 }
             }
         }
@@ -129,10 +118,9 @@ impl Lb {
         upstream: &mut Upstream,
         ctx: &mut Ctx,
     ) -> std::result::Result<(), Failed> {
-        let req = self.upstream_head(downstream, ctx).map_err(|e| Failed {
-            e: e.into_in(),
-            answered: false,
-        })?;
+        let req = self
+            .upstream_head(downstream, ctx)
+            .map_err(|e| Failed { e, answered: false })?;
         upstream.write_request_header(req).await.map_err(Failed::up)?;
         upstream.finish_body().await.map_err(Failed::up)?;
         let mut answered = false;
@@ -185,22 +173,26 @@ impl Lb {
         }
     }
 
-    /// The request head for the backend: the client's, as HTTP/1.1 without `Connection`, with
+    /// The request head for the backend: the client's, as HTTP/1.1 without its hop-by-hop
+    /// fields (a `Connection` that names protected fields is the client's error, a 400), with
     /// the forwarding headers.
     fn upstream_head(&self, downstream: &ServerSession, ctx: &Ctx) -> Result<Box<RequestHeader>> {
         let client = downstream.req_header();
+        let hop = policy::request_hop_by_hop(client)
+            .map_err(|why| Error::explain(ErrorType::InvalidHTTPHeader, why).into_down())?;
         let (mut parts, ()) = http::Request::new(()).into_parts();
         parts.method = client.method.clone();
         parts.uri = client.uri.clone();
         parts.version = http::Version::HTTP_11;
-        // The client's fields (in order) but `Connection`, with room for those added.
-        parts.headers = http::HeaderMap::with_capacity(client.headers.len() + super::forwarded::ADDED);
+        // The client's fields (in order) but the hop-by-hop ones, with room for those added.
+        parts.headers = http::HeaderMap::with_capacity(client.headers.len() + forwarded::ADDED);
         for (name, value) in &client.headers {
-            if name != http::header::CONNECTION {
+            if !hop.contains(name) {
                 parts.headers.append(name.clone(), value.clone());
             }
         }
-        Ok(Box::new(self.upstream_request(downstream, parts, ctx)?))
+        let req = self.upstream_request(downstream, parts, ctx).map_err(|e| e.into_in())?;
+        Ok(Box::new(req))
     }
 
     /// The backend's response head as the client gets it (informational ones included).
@@ -268,23 +260,36 @@ impl Direct for Lb {
                 return Served::Done(None);
             }
         }
-        let Some(target) = self.direct_target(&downstream) else {
+        let client = forwarded::real_client(
+            downstream.req_header(),
+            peer_ip(&downstream),
+            &self.edge.trusted_proxies,
+        );
+        let admission = self.admit(&downstream, client, Loop::Lb);
+        if matches!(admission, Admission::ToPingora) {
             return decline(downstream);
-        };
+        }
         self.sweep_upstreams();
         if *shutdown.borrow() {
             downstream.set_keepalive(None);
         }
         self.prepare(&mut downstream);
         let mut ctx = self.new_ctx();
-        ctx.client = super::forwarded::real_client(
-            downstream.req_header(),
-            peer_ip(&downstream),
-            &self.edge.trusted_proxies,
-        );
-        ctx.pool = Some(Arc::clone(&target.pool));
-        ctx.target = Some(target);
-        match self.proxy_direct(&mut downstream, &mut ctx).await {
+        ctx.client = client;
+        let served = match admission {
+            Admission::Proxy(target) => {
+                ctx.routed(target);
+                self.proxy_direct(&mut downstream, &mut ctx).await
+            }
+            Admission::Answer { answer, target } => {
+                if let Some(target) = target {
+                    ctx.routed(target);
+                }
+                self.answer(&mut downstream, &mut ctx, answer).await
+            }
+            Admission::ToPingora => Ok(()),
+        };
+        match served {
             Ok(()) => {
                 self.record(&downstream, None, &ctx);
                 drop(ctx);
@@ -295,9 +300,6 @@ impl Direct for Lb {
                 let code = respond::status_for(&e);
                 if code > 0 {
                     respond::send_error(&mut downstream, code).await;
-                }
-                if !self.client_side(&downstream, &e) {
-                    log::error!("Fail to proxy: {e}, status: {code}, {}", downstream.request_summary());
                 }
                 self.record(&downstream, Some(&e), &ctx);
                 Served::Done(None)

@@ -2,6 +2,7 @@
 //! the edge policies, the forwarding headers or the error responses. Pools and algorithms live
 //! elsewhere; so does the client connection itself (`front`).
 
+mod admit;
 pub mod direct;
 mod forwarded;
 mod log;
@@ -11,11 +12,12 @@ mod upstreams;
 
 use crate::config::{Algorithm, Cidr};
 use crate::request::access_log::AccessLog;
-use crate::request::front::conn;
+use crate::request::front::{conn, TOO_LARGE};
 use crate::request::pool::Pool;
 use crate::request::route::{Routing, Target};
 use crate::request::selection::load::Lease;
 use crate::request::traffic::{InflightGuard, Traffic};
+use admit::{Admission, Loop};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::request::Parts;
@@ -25,7 +27,7 @@ use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use pingora_proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +84,16 @@ impl Lb {
     }
 }
 
+/// How an attempt failed, for [`Lb::try_again`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The connection to the backend could not be made.
+    Connect,
+    /// The exchange failed on a connection that was `reused` from the pool, after the response
+    /// to the client began (`answered`) or before.
+    Exchange { reused: bool, answered: bool },
+}
+
 /// Per-request state.
 #[derive(Default)]
 pub struct Ctx {
@@ -110,6 +122,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The request goes to (or was answered on) route `target`.
+    fn routed(&mut self, target: Arc<Target>) {
+        self.pool = Some(Arc::clone(&target.pool));
+        self.target = Some(target);
+    }
+
     /// Whether another attempt is allowed: within the pool's retries and its retry budget.
     fn may_retry(&self) -> bool {
         self.pool
@@ -158,7 +176,7 @@ impl Lb {
         self.routing
             .load()
             .router
-            .find(policy::request_host(req), req.uri.path())
+            .find(crate::request::request_host(req), req.uri.path())
             .cloned()
     }
 
@@ -285,20 +303,48 @@ impl Lb {
         }
     }
 
-    /// Whether the request is tried again after `e` on a connection that was `reused`:
-    /// Pingora's policy (only idempotent requests whose body is still buffered, only after a
-    /// reused connection failed), capped by the pool's retries and budget. Counts the failure.
-    fn retry_after(&self, downstream: &ServerSession, e: &Error, ctx: &Ctx, reused: bool) -> bool {
+    /// The one retry decision of both loops: whether the request gets another attempt after
+    /// `e`. The failed attempt is counted first (passive health, `least_time`) when it was the
+    /// backend's side that failed. A failed connect is tried again within the pool's retries and
+    /// budget; a failure after the request went out only for an idempotent request whose body is
+    /// still buffered, after a reused connection failed (Pingora's policy), and never once the
+    /// response has started. A retry is logged at `warn`, as Pingora does.
+    fn try_again(&self, downstream: &ServerSession, e: &Error, ctx: &Ctx, attempt: Attempt) -> bool {
+        let upstream = e.esource() == &ErrorSource::Upstream;
         // A client that went away is not the backend's failure.
-        if e.esource() == &ErrorSource::Upstream {
+        if upstream || attempt == Attempt::Connect {
             ctx.attempt_failed();
         }
-        let replayable = downstream.req_header().method.is_idempotent() && !downstream.retry_buffer_truncated();
-        replayable && reused && ctx.may_retry()
+        let retry = match attempt {
+            Attempt::Connect => ctx.may_retry(),
+            Attempt::Exchange { reused, answered } => {
+                let replayable = downstream.req_header().method.is_idempotent() && !downstream.retry_buffer_truncated();
+                upstream && !answered && replayable && reused && ctx.may_retry()
+            }
+        };
+        if retry {
+            ::log::warn!(
+                "Fail to proxy: {e}, tries: {}, retry: true, {}",
+                ctx.tried.len(),
+                downstream.request_summary()
+            );
+        }
+        retry
     }
 
-    /// Counts the finished request and writes its access log line.
+    /// Counts the finished request, logs its failure (if it failed) and writes its access log
+    /// line: the end of every request on both loops.
     fn record(&self, downstream: &ServerSession, e: Option<&Error>, ctx: &Ctx) {
+        if let Some(e) = e {
+            if !self.client_side(downstream, e) {
+                ::log::error!(
+                    "Fail to proxy: {e}, status: {}, tries: {}, {}",
+                    respond::status_for(e),
+                    ctx.tried.len(),
+                    downstream.request_summary()
+                );
+            }
+        }
         if let Some(pool) = &ctx.pool {
             if let Some(resp) = downstream.response_written() {
                 pool.stats().response(resp.status.as_u16());
@@ -320,69 +366,6 @@ impl Lb {
         }
         ::log::info!("client side: {e}, {}", downstream.request_summary());
         true
-    }
-}
-
-impl Lb {
-    /// Answers what is answered without a backend (HTTPS redirect, rate limit, body too large,
-    /// redirect mode); true when it did.
-    async fn answer_at_edge(&self, session: &mut Session, ctx: &mut Ctx, target: &Target) -> Result<bool> {
-        let req = session.req_header();
-        if let (Some(status), false) = (target.https_redirect, is_tls(session.as_downstream())) {
-            let port = self.routing.load().https_port;
-            let location = policy::https_location(req, port).unwrap_or_else(|| "https:///".into());
-            respond::redirect(session, status, &location).await?;
-            return Ok(true);
-        }
-        if let Some(limit) = &target.rate_limit {
-            let mut buf = [0u8; 16];
-            let key = policy::rate_key(&limit.key, req, ctx.client, &mut buf);
-            if let Err(wait) = limit
-                .limiter
-                .check(key, crate::request::selection::load::now_ms() * 1_000_000)
-            {
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                respond::too_many(session, seconds.max(1)).await?;
-                return Ok(true);
-            }
-        }
-        let declared = req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok());
-        if declared
-            .zip(self.edge.max_body)
-            .is_some_and(|(n, max): (u64, u64)| n > max)
-        {
-            session.as_downstream_mut().set_keepalive(None);
-            respond::send(session, 413, "the request body is larger than clients.max_body_size").await?;
-            return Ok(true);
-        }
-        if let Some(status) = target.redirect {
-            return self.redirect_to_backend(session, ctx, &target.pool, status).await;
-        }
-        Ok(false)
-    }
-
-    /// Redirect mode: picks a backend as for proxying and sends the client there.
-    async fn redirect_to_backend(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        pool: &Pool,
-        status: u16,
-    ) -> Result<bool> {
-        let key = pool.key(session.req_header(), ctx.client);
-        match pool.pick(key.as_bytes(), &[]).await {
-            Ok(picked) => {
-                let addr = picked.lease.state().addr;
-                let location = policy::backend_location(session.req_header(), addr, pool.backend_tls());
-                drop(picked);
-                respond::redirect(session, status, &location).await?;
-            }
-            Err(refused) => respond::send(session, 503, &refused.to_string()).await?,
-        }
-        Ok(true)
     }
 }
 
@@ -408,24 +391,23 @@ impl ProxyHttp for Lb {
         self.prepare(session.as_downstream_mut());
         let req = session.req_header();
         ctx.client = forwarded::real_client(req, peer_ip(session.as_downstream()), &self.edge.trusted_proxies);
-        if let Some(why) = policy::bad_host(req) {
-            session.as_downstream_mut().set_keepalive(None);
-            respond::send(session, 400, why).await?;
-            return Ok(true);
+        match self.admit(session.as_downstream(), ctx.client, Loop::Pingora) {
+            Admission::Proxy(target) => {
+                ctx.routed(target);
+                Ok(false)
+            }
+            Admission::Answer { answer, target } => {
+                if let Some(target) = target {
+                    ctx.routed(target);
+                }
+                self.answer(session.as_downstream_mut(), ctx, answer).await?;
+                Ok(true)
+            }
+            Admission::ToPingora => Err(Error::explain(
+                ErrorType::InternalError,
+                "admission sent Pingora's loop to itself",
+            )),
         }
-        if forwarded::max_forwards(req) == Some(0) {
-            // The last hop answers itself (RFC 9110 §7.6.2).
-            respond::final_recipient(session).await?;
-            return Ok(true);
-        }
-        let Some(target) = self.route(req) else {
-            respond::send(session, 404, "no route matches this host and path").await?;
-            return Ok(true);
-        };
-        ctx.pool = Some(Arc::clone(&target.pool));
-        let answered = self.answer_at_edge(session, ctx, &target).await?;
-        ctx.target = Some(target);
-        Ok(answered)
     }
 
     async fn request_body_filter(
@@ -438,10 +420,7 @@ impl ProxyHttp for Lb {
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
         if self.edge.max_body.is_some_and(|max| ctx.body_bytes > max) && !session.as_downstream().was_upgraded() {
             session.as_downstream_mut().set_keepalive(None);
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(413),
-                "the request body is larger than clients.max_body_size",
-            ));
+            return Err(Error::explain(ErrorType::HTTPStatus(413), TOO_LARGE));
         }
         Ok(())
     }
@@ -493,15 +472,8 @@ impl ProxyHttp for Lb {
         Ok(())
     }
 
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut Ctx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        ctx.attempt_failed();
-        if ctx.may_retry() {
+    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        if self.try_again(session.as_downstream(), &e, ctx, Attempt::Connect) {
             e.set_retry(true);
         }
         e
@@ -515,8 +487,13 @@ impl ProxyHttp for Lb {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
-        let retry = self.retry_after(session.as_downstream(), &e, ctx, client_reused);
         let mut e = e.more_context(format!("Peer: {peer}"));
+        let answered = session.as_downstream().response_written().is_some();
+        let attempt = Attempt::Exchange {
+            reused: client_reused,
+            answered,
+        };
+        let retry = self.try_again(session.as_downstream(), &e, ctx, attempt);
         if retry {
             e.retry.decide_reuse(client_reused);
         } else {
@@ -529,11 +506,14 @@ impl ProxyHttp for Lb {
         self.record(session.as_downstream(), e, ctx);
     }
 
-    /// Failures on the client's side (it went away, timed out, sent a bad body) are routine, and
-    /// nginx logs them at `info`: one `info` line instead of Pingora's `error` line. Backend and
-    /// internal failures keep Pingora's error line.
-    fn suppress_error_log(&self, session: &Session, _ctx: &Ctx, e: &Error) -> bool {
-        self.client_side(session.as_downstream(), e)
+    /// lb logs a failed request itself, in [`Lb::record`], the same for both loops.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _e: &Error) -> bool {
+        true
+    }
+
+    /// lb logs a retried attempt itself, in [`Lb::try_again`], the same for both loops.
+    fn suppress_proxy_warn_log(&self, _: &Session, _: &Ctx, _: &Error, context: ProxyWarnLogContext) -> bool {
+        context == ProxyWarnLogContext::UpstreamRetry
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {

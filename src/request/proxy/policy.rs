@@ -1,13 +1,12 @@
 //! The rules a request and its response pass on the way through, as pure functions of their
-//! headers: the `Host` rule, the response's hop-by-hop fields (RFC 9110 §7.6.1, those named in
-//! `Connection` too) and duplicated `Content-Length`s, the rate-limit key, and the `Location` of
-//! the redirects lb answers itself.
+//! headers: the `Host` rule, the request's and the response's hop-by-hop fields (RFC 9110
+//! §7.6.1, those named in `Connection` too), duplicated `Content-Length`s, and the `Location` of
+//! redirect mode.
 
-use crate::config::RateKey;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST};
 use http::{HeaderName, StatusCode};
 use pingora_http::{RequestHeader, ResponseHeader};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// Hop-by-hop fields that never pass a proxy (RFC 9110 §7.6.1, RFC 9112 §9.6; `Keep-Alive` and
 /// `Proxy-Connection` by convention). `Connection` itself is rewritten by the HTTP layer.
@@ -19,6 +18,64 @@ const HOP_BY_HOP: [HeaderName; 5] = [
     HeaderName::from_static("upgrade"),
 ];
 
+/// A request's hop-by-hop fields, which never go to the backend (the standard list of Pingora's
+/// request policy: RFC 9110 §7.6.1, the framing fields, the proxy and upgrade fields).
+const REQUEST_HOP_BY_HOP: [HeaderName; 10] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+];
+
+/// `Connection` options a request may give, at most (fewer than this; Pingora's and Envoy's
+/// bound, so that the list costs little to read).
+const MAX_NOMINATIONS: usize = 10;
+
+/// The fields of `req` that do not go to the backend: its hop-by-hop fields and every field its
+/// `Connection` names. A `Connection` that names `Host` or a forwarding field, a pseudo-header,
+/// something that is not a token, or ten options or more is refused (a 400), as Pingora's
+/// standard request policy does: the one sanitizer of requests lb's own loop sends (Pingora's
+/// loop applies Pingora's, which this mirrors; the differential test compares them).
+pub fn request_hop_by_hop(req: &RequestHeader) -> Result<Vec<HeaderName>, &'static str> {
+    let mut drop: Vec<HeaderName> = REQUEST_HOP_BY_HOP
+        .iter()
+        .filter(|name| req.headers.contains_key(*name))
+        .cloned()
+        .collect();
+    let tokens = req
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty());
+    for (i, token) in tokens.enumerate() {
+        if i + 1 >= MAX_NOMINATIONS {
+            return Err("too many Connection header nominations");
+        }
+        if token.starts_with(b":") || !crate::request::front::head::is_token(token) {
+            return Err("invalid token nominated by the Connection header");
+        }
+        let name = HeaderName::from_bytes(token).map_err(|_| "invalid token nominated by the Connection header")?;
+        if matches!(
+            name.as_str(),
+            "host" | "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto"
+        ) {
+            return Err("protected header cannot be nominated by the Connection header");
+        }
+        if req.headers.contains_key(&name) && !drop.contains(&name) {
+            drop.push(name);
+        }
+    }
+    Ok(drop)
+}
+
 /// Why the request's `Host` is unacceptable, if it is (RFC 9112 §3.2: an HTTP/1.1 request
 /// carries exactly one).
 pub fn bad_host(req: &RequestHeader) -> Option<&'static str> {
@@ -28,13 +85,6 @@ pub fn bad_host(req: &RequestHeader) -> Option<&'static str> {
         return Some("more than one Host header");
     }
     (missing && req.version == http::Version::HTTP_11).then_some("HTTP/1.1 request without a Host header")
-}
-
-/// The host a request is for: the URI's authority (absolute form, HTTP/2) or the `Host` header.
-pub fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.uri
-        .host()
-        .or_else(|| req.headers.get(HOST).and_then(|v| v.to_str().ok()))
 }
 
 /// Removes the response's hop-by-hop fields: the standard ones and every field its
@@ -81,45 +131,10 @@ pub fn single_content_length(resp: &mut ResponseHeader) -> pingora_error::Result
     Ok(())
 }
 
-/// The rate-limit key of a request from `client`.
-pub fn rate_key<'a>(key: &RateKey, req: &'a RequestHeader, client: Option<IpAddr>, buf: &'a mut [u8; 16]) -> &'a [u8] {
-    match key {
-        RateKey::SourceIp => match client.map(|ip| ip.to_canonical()) {
-            Some(IpAddr::V4(v4)) => {
-                buf[..4].copy_from_slice(&v4.octets());
-                &buf[..4]
-            }
-            Some(IpAddr::V6(v6)) => {
-                buf.copy_from_slice(&v6.octets());
-                &buf[..]
-            }
-            None => b"",
-        },
-        RateKey::Header(name) => req.headers.get(name).map_or(b"", |v| v.as_bytes()),
-    }
-}
-
-/// The path and query of `req`'s target.
-fn path_and_query(req: &RequestHeader) -> &str {
-    req.uri.path_and_query().map_or("/", |pq| pq.as_str())
-}
-
-/// `Location` of the HTTPS redirect of `req`: its host (port dropped) on `port` (left out for
-/// 443), same path and query.
-pub fn https_location(req: &RequestHeader, port: Option<u16>) -> Option<String> {
-    let host = request_host(req)?;
-    let name = match host.strip_prefix('[') {
-        Some(v6) => format!("[{}]", v6.split(']').next()?),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h).to_string(),
-    };
-    let port = port.filter(|p| *p != 443).map(|p| format!(":{p}")).unwrap_or_default();
-    Some(format!("https://{name}{port}{}", path_and_query(req)))
-}
-
 /// `Location` of redirect mode: the same path and query on `backend`.
 pub fn backend_location(req: &RequestHeader, backend: SocketAddr, tls: bool) -> String {
     let scheme = if tls { "https" } else { "http" };
-    format!("{scheme}://{backend}{}", path_and_query(req))
+    format!("{scheme}://{backend}{}", crate::request::guard::path_and_query(req))
 }
 
 #[cfg(test)]
@@ -156,6 +171,43 @@ mod tests {
         assert!(switching.headers.get("upgrade").is_some());
     }
 
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn a_requests_hop_by_hop_fields_and_those_connection_names_do_not_go_up() {
+        let r = req(&[
+            ("host", "a"),
+            ("connection", "X-Hop, keep-alive"),
+            ("x-hop", "1"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-kept", "yes"),
+        ]);
+        let names: Vec<String> = request_hop_by_hop(&r).unwrap().iter().map(|n| n.to_string()).collect();
+        assert_eq!(names, ["connection", "proxy-authorization", "te", "x-hop"]);
+        assert!(request_hop_by_hop(&req(&[("host", "a")])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_connection_that_names_protected_fields_or_too_much_is_refused() {
+        for value in [
+            "host",
+            "X-Forwarded-For",
+            ":authority",
+            "\"x\"",
+            "a, b, c, d, e, f, g, h, i, j",
+        ] {
+            assert!(request_hop_by_hop(&req(&[("connection", value)])).is_err(), "{value}");
+        }
+        assert!(request_hop_by_hop(&req(&[("connection", "a, b, c, d, e, f, g, h, i")])).is_ok());
+    }
+
     #[test]
     fn identical_content_lengths_become_one() {
         let mut r = resp(&[("content-length", "5"), ("content-length", "5")]);
@@ -167,14 +219,8 @@ mod tests {
     }
 
     #[test]
-    fn redirect_locations() {
-        let mut req = RequestHeader::build("GET", b"/a/b?x=1", None).unwrap();
-        req.append_header("host", "example.com:8080").unwrap();
-        assert_eq!(
-            https_location(&req, Some(8443)).unwrap(),
-            "https://example.com:8443/a/b?x=1"
-        );
-        assert_eq!(https_location(&req, Some(443)).unwrap(), "https://example.com/a/b?x=1");
+    fn redirect_mode_locations() {
+        let req = RequestHeader::build("GET", b"/a/b?x=1", None).unwrap();
         let backend: SocketAddr = "10.0.0.7:9001".parse().unwrap();
         assert_eq!(backend_location(&req, backend, false), "http://10.0.0.7:9001/a/b?x=1");
     }

@@ -10,7 +10,6 @@ use log::debug;
 use pingora_core::protocols::http::ServerSession;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
-use pingora_proxy::Session;
 
 fn build(code: u16, detail: &str) -> Result<(ResponseHeader, Bytes)> {
     let reason = StatusCode::from_u16(code)
@@ -25,32 +24,35 @@ fn build(code: u16, detail: &str) -> Result<(ResponseHeader, Bytes)> {
     Ok((resp, body))
 }
 
+/// Writes `resp` and its whole `body`.
+async fn write(session: &mut ServerSession, resp: ResponseHeader, body: Bytes) -> Result<()> {
+    session.write_response_header(Box::new(resp)).await?;
+    session.write_response_body(body, true).await
+}
+
 /// Answers the request with `code` and a one-line body, keeping the client connection.
-pub async fn send(session: &mut Session, code: u16, detail: &str) -> Result<()> {
+pub async fn send(session: &mut ServerSession, code: u16, detail: &str) -> Result<()> {
     let (resp, body) = build(code, detail)?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+    write(session, resp, body).await
 }
 
 /// Answers with redirect `status` to `location`.
-pub async fn redirect(session: &mut Session, status: u16, location: &str) -> Result<()> {
+pub async fn redirect(session: &mut ServerSession, status: u16, location: &str) -> Result<()> {
     let (mut resp, body) = build(status, location)?;
     resp.insert_header("Location", location)?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+    write(session, resp, body).await
 }
 
 /// Answers 429 with `Retry-After: seconds`.
-pub async fn too_many(session: &mut Session, seconds: u64) -> Result<()> {
+pub async fn too_many(session: &mut ServerSession, seconds: u64) -> Result<()> {
     let (mut resp, body) = build(429, "rate limit exceeded")?;
     resp.insert_header("Retry-After", seconds)?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+    write(session, resp, body).await
 }
 
 /// Answers an OPTIONS or TRACE request whose `Max-Forwards` reached 0, as its final recipient:
 /// OPTIONS gets 200 with the methods lb forwards; TRACE 405 (lb does not echo requests).
-pub async fn final_recipient(session: &mut Session) -> Result<()> {
+pub async fn final_recipient(session: &mut ServerSession) -> Result<()> {
     const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
     let options = session.req_header().method == http::Method::OPTIONS;
     let (mut resp, body) = if options {
@@ -61,14 +63,13 @@ pub async fn final_recipient(session: &mut Session) -> Result<()> {
         build(405, "TRACE is not supported")?
     };
     resp.insert_header("Allow", ALLOW)?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+    write(session, resp, body).await
 }
 
 /// Answers a failed proxy attempt with `code`, unless a response has already started.
 pub async fn send_error(downstream: &mut ServerSession, code: u16) {
     let detail = match code {
-        413 => "the request body is larger than clients.max_body_size",
+        413 => crate::request::front::TOO_LARGE,
         503 => "no backend is available",
         504 => "the backend did not answer in time",
         502 => "the backend failed",

@@ -3,25 +3,15 @@
 //! rebuilds on membership changes) in a registry handed to them as their config, and a
 //! [`Lease`] held by the request gives its slot back however the request ends.
 
+use crate::clock::{mono_ms, mono_ns};
 use crate::request::member::{AdminState, Member, Source};
 use arc_swap::ArcSwap;
 use fnv::FnvHashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
-
-/// Nanoseconds since the first call: a cheap shared clock for the EWMA.
-fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
-/// Milliseconds on the same clock (1 and up, so 0 can mean "never").
-pub fn now_ms() -> u64 {
-    now_ns() / 1_000_000 + 1
-}
 
 /// A peak-sensitive moving average of response time (Finagle's and Linkerd's peak EWMA): a
 /// slower sample is taken at once, faster ones pull the average down with weight
@@ -44,7 +34,7 @@ impl PeakEwma {
     pub fn new(decay: Duration) -> Self {
         PeakEwma {
             value: AtomicU64::new((INITIAL_RTT.as_nanos() as f64).to_bits()),
-            stamp: AtomicU64::new(now_ns()),
+            stamp: AtomicU64::new(mono_ns()),
             decay_ns: decay.as_nanos().max(1) as f64,
         }
     }
@@ -57,12 +47,12 @@ impl PeakEwma {
 
     /// The current average in nanoseconds.
     pub fn get(&self) -> f64 {
-        self.decayed(now_ns())
+        self.decayed(mono_ns())
     }
 
     /// Adds a response time.
     pub fn observe(&self, rtt: Duration) {
-        let now = now_ns();
+        let now = mono_ns();
         let rtt = rtt.as_nanos() as f64;
         let current = f64::from_bits(self.value.load(Ordering::Relaxed));
         let elapsed = now.saturating_sub(self.stamp.load(Ordering::Relaxed)) as f64;
@@ -94,7 +84,7 @@ pub struct BackendState {
     streak: AtomicU32,
     /// Failed attempts in a row (passive health).
     failing: AtomicU32,
-    /// Ejected by passive health until this time (milliseconds of [`now_ms`]).
+    /// Ejected by passive health until this time (milliseconds of [`mono_ms`]).
     ejected_until: AtomicU64,
     inflight: AtomicUsize,
     /// Response-time average, for `least_time` and the dashboard.
@@ -225,7 +215,7 @@ impl BackendState {
             self.streak.store(0, Ordering::Relaxed);
             self.healthy.store(false, Ordering::Relaxed);
         } else {
-            let until = now_ms() + cool_down.as_millis() as u64;
+            let until = mono_ms() + cool_down.as_millis() as u64;
             self.ejected_until.store(until, Ordering::Relaxed);
         }
     }
@@ -233,7 +223,7 @@ impl BackendState {
     /// Whether passive health holds the backend out now.
     pub fn ejected(&self) -> bool {
         let until = self.ejected_until.load(Ordering::Relaxed);
-        until != 0 && now_ms() < until
+        until != 0 && mono_ms() < until
     }
 
     /// Whether a new request may go here: healthy, not ejected, and ready (or drained, for a
