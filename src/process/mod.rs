@@ -21,3 +21,6 @@ pub mod server;
 pub mod signals;
 pub mod supervisor;
 pub mod upgrade;
+
+#[cfg(test)]
+mod loops_tests;

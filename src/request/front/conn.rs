@@ -459,3 +459,7 @@ impl Peek for Conn {
 pub fn of(session: &pingora_core::protocols::http::ServerSession) -> Option<&Conn> {
     session.stream()?.as_any().downcast_ref::<Conn>()
 }
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;

@@ -281,3 +281,7 @@ fn resume_conn(socket: StdTcp, addrs: Addrs) -> Option<Box<Conn>> {
     }
     Some(conn)
 }
+
+#[cfg(test)]
+#[path = "park_tests.rs"]
+mod tests;
