@@ -157,52 +157,30 @@ impl<'de> Deserialize<'de> for Size {
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`), or a single address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    /// The network address.
-    pub ip: std::net::IpAddr,
-    /// The prefix length.
-    pub bits: u8,
-}
+pub struct Cidr(ipnet::IpNet);
 
 impl Cidr {
     /// Parses `IP/bits` or `IP`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || format!("{text:?} is not an IP network (write e.g. 10.0.0.0/8 or 192.0.2.7)");
-        let (ip, bits) = match text.trim().split_once('/') {
-            Some((ip, bits)) => (ip, Some(bits)),
-            None => (text.trim(), None),
+        let text = text.trim();
+        let net = if text.contains('/') {
+            text.parse().map_err(|_| bad())?
+        } else {
+            ipnet::IpNet::from(text.parse::<std::net::IpAddr>().map_err(|_| bad())?)
         };
-        let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let bits = match bits {
-            Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(bad)?,
-            None => max,
-        };
-        Ok(Cidr { ip, bits })
+        Ok(Cidr(net))
     }
 
     /// Whether `ip` is in the network (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr::{V4, V6};
-        match (self.ip, ip.to_canonical()) {
-            (V4(net), V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.bits),
-            (V6(net), V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.bits),
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
-    let (full, rest) = ((bits / 8) as usize, bits % 8);
-    if a[..full] != b[..full] {
-        return false;
-    }
-    rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.ip, self.bits)
+        self.0.fmt(f)
     }
 }
 
@@ -434,9 +412,11 @@ mod tests {
         assert!(v6.contains("2001:db8:7fff::1".parse().unwrap()));
         assert!(!v6.contains("2001:db8:8000::1".parse().unwrap()));
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        for bad in ["10.0.0.0/33", "10.0.0/8", "::/129", "x"] {
+        for bad in ["10.0.0.0/33", "10.0.0/8", "::/129", "x", "10.0.0.0/", "/8"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(Cidr::parse(" 192.0.2.7 ").unwrap().to_string(), "192.0.2.7/32");
+        assert_eq!(Cidr::parse("10.1.2.3/8").unwrap().to_string(), "10.1.2.3/8");
     }
 
     #[test]

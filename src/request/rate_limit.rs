@@ -131,11 +131,11 @@ fn interval_ns(per_second: f64) -> u64 {
     (1e9 / per_second).ceil() as u64
 }
 
-/// FNV-1a, 64 bits.
+/// FNV-1a, 64 bits (the `fnv` crate's).
 fn fnv1a(key: &[u8]) -> u64 {
-    key.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    let mut hasher = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut hasher, key);
+    std::hash::Hasher::finish(&hasher)
 }
 
 #[cfg(test)]

@@ -115,29 +115,11 @@ pub fn update(body: &[u8]) -> Result<Update, Bad> {
     })
 }
 
-/// `%XX`-decodes a path segment; `None` when it is not valid UTF-8 afterwards.
+/// `%XX`-decodes a path segment (a `%` without two hex digits stays as it is); `None` when it
+/// is not valid UTF-8 afterwards.
 pub fn decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().ok()?;
+    Some(decoded.into_owned())
 }
 
 /// The backend address of a path segment (`127.0.0.1:9001`, `[::1]:9001`, percent-encoded or
@@ -172,9 +154,8 @@ pub fn authorized(token: Option<&str>, authorization: Option<&[u8]>) -> bool {
     let Some(given) = authorization.and_then(|a| a.strip_prefix(b"Bearer ")) else {
         return false;
     };
-    let given = given.trim_ascii();
-    let expected = token.as_bytes();
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    // Constant time in the bytes compared (a different length is refused at once).
+    subtle::ConstantTimeEq::ct_eq(given.trim_ascii(), token.as_bytes()).into()
 }
 
 #[cfg(test)]
@@ -234,6 +215,10 @@ mod tests {
         assert_eq!(address("[::1]:80").unwrap(), "[::1]:80".parse().unwrap());
         assert!(address("localhost:80").is_err());
         assert!(address("%FF%FE").is_err());
+        assert_eq!(decode("a%2Fb%zz%4").as_deref(), Some("a/b%zz%4"), "a lone % stays");
+        assert_eq!(decode("%FF"), None, "not UTF-8");
+        assert!(authorized(Some("s3"), Some(b"Bearer  s3 ")), "spaces around the token");
+        assert!(!authorized(Some("s3"), Some(b"Bearer ")));
         assert!(authorized(None, None));
         assert!(authorized(Some("s3"), Some(b"Bearer s3")));
         assert!(!authorized(Some("s3"), Some(b"Bearer s4")));
