@@ -1,4 +1,4 @@
-//! Tests of [`super`] (head.rs), in a file of their own so the module stays readable.
+//! Tests of [`super`] (head/), in a file of their own so the module stays readable.
 
 use super::*;
 
