@@ -15,10 +15,10 @@
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
-pub mod control;
-pub mod error;
+pub(crate) mod control;
+pub(crate) mod error;
 pub mod process;
 pub mod request;
 #[cfg(test)]

@@ -11,9 +11,9 @@
 //! - [`probe`]: `lb probe`, a liveness check for containers.
 //! - [`supervisor`]: PID 1 mode: runs lb as a child, reloads or upgrades it on signals.
 
-pub mod lifecycle;
-pub mod listeners;
-pub mod memory;
+pub(crate) mod lifecycle;
+pub(crate) mod listeners;
+pub(crate) mod memory;
 pub mod preflight;
 pub mod probe;
 pub mod reload;

@@ -16,20 +16,20 @@
 //! - [`access_log`]: one line per request, written off the request path.
 //! - [`traffic`]: requests in flight and whether client connections are being drained.
 
-pub mod access_log;
-pub mod front;
-pub mod guard;
-pub mod health;
+pub(crate) mod access_log;
+pub(crate) mod front;
+pub(crate) mod guard;
+pub(crate) mod health;
 pub mod key;
-pub mod member;
+pub(crate) mod member;
 pub mod pool;
-pub mod proxy;
-pub mod rate_limit;
+pub(crate) mod proxy;
+pub(crate) mod rate_limit;
 pub mod route;
-pub mod selection;
-pub mod stats;
-pub mod tls;
-pub mod traffic;
+pub(crate) mod selection;
+pub(crate) mod stats;
+pub(crate) mod tls;
+pub(crate) mod traffic;
 
 use pingora_http::RequestHeader;
 

@@ -23,6 +23,7 @@ impl Drop for InflightGuard {
 }
 
 impl Traffic {
+    #[cfg(test)]
     /// A fresh state, shared.
     pub fn new() -> Arc<Self> {
         Arc::new(Traffic::default())

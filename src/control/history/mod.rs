@@ -23,7 +23,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::{Instant, MissedTickBehavior};
 
 mod view;
-pub use view::{BackendHistory, HistoryView, PoolHistory};
 
 /// Time between samples: the dashboard's refresh period, so past and live points have the same
 /// resolution, and a one-second burst of errors is not averaged away.
@@ -67,6 +66,7 @@ impl<T> Ring<T> {
         self.items.len()
     }
 
+    #[cfg(test)]
     /// Whether it holds nothing.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()

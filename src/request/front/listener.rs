@@ -63,6 +63,7 @@ impl ListenerRule {
         Some(Slot(Some(Arc::clone(&self.open))))
     }
 
+    #[cfg(test)]
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
