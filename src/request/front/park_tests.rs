@@ -66,17 +66,22 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn a_parked_connection_comes_back_with_its_request_and_addresses() {
-    let (lot, mut woken, _stop) = running_lot(Duration::from_secs(1));
-    let rule = ListenerRule::new(
+/// A plaintext listener's rule with room for four connections (its address is never bound).
+fn rule() -> ListenerRule {
+    ListenerRule::new(
         "127.0.0.1:1".parse().unwrap(),
         false,
         false,
         false,
         4,
         Arc::new(Vec::new()),
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_parked_connection_comes_back_with_its_request_and_addresses() {
+    let (lot, mut woken, _stop) = running_lot(Duration::from_secs(1));
+    let rule = rule();
     let (conn, mut client) = connection().await;
     let (_, before) = conn.parts_to_park().expect("a quiet plaintext connection parks");
     lot.park(conn, wait(Duration::from_secs(60), 3), rule.admit().unwrap())
@@ -120,14 +125,7 @@ async fn a_parked_connection_comes_back_with_its_request_and_addresses() {
 #[tokio::test]
 async fn a_client_that_leaves_is_closed_and_not_resumed() {
     let (lot, mut woken, _stop) = running_lot(Duration::from_secs(1));
-    let rule = ListenerRule::new(
-        "127.0.0.1:1".parse().unwrap(),
-        false,
-        false,
-        false,
-        4,
-        Arc::new(Vec::new()),
-    );
+    let rule = rule();
     for _ in 0..3 {
         let (conn, client) = connection().await;
         lot.park(conn, wait(Duration::from_secs(60), 1), rule.admit().unwrap())
