@@ -424,8 +424,12 @@ impl Runtime {
     /// Removes registrations whose TTL ran out, and writes pending renewals (at most once a
     /// second). Called a few times a second.
     pub async fn expire(&self) {
+        self.expire_at(unix_ms()).await;
+    }
+
+    /// [`Runtime::expire`] with the wall clock at `now` (milliseconds since the Unix epoch).
+    async fn expire_at(&self, now: u64) {
         let mut desired = self.desired.lock().await;
-        let now = unix_ms();
         let mut changes = desired.changes.clone();
         let mut expired = Vec::new();
         for (name, pc) in changes.pools.iter_mut() {
@@ -621,3 +625,7 @@ fn result_name(effect: Effect) -> &'static str {
         Effect::Removed => "removed",
     }
 }
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;

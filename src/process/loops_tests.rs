@@ -4,6 +4,7 @@
 //! takes the request, and a request no guard stops is proxied by the loop that should take it.
 
 use super::listeners::{client_rules, edge};
+use super::stack_tests::accepted;
 use crate::config::Config;
 use crate::request::front::listener::ListenerRule;
 use crate::request::front::{Front, FrontStats};
@@ -13,7 +14,6 @@ use crate::request::proxy::Lb;
 use crate::request::route::{Table, Target};
 use crate::request::traffic::Traffic;
 use pingora_core::apps::ServerApp;
-use pingora_core::protocols::l4::stream::Stream;
 use pingora_core::server::configuration::ServerConf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,7 +105,7 @@ async fn through_front(direct: bool, requests: &[&str]) -> (String, [(&'static s
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let served = tokio::spawn(async move {
         let (conn, _) = listener.accept().await.expect("accept");
-        front.process_new(Box::new(Stream::from(conn)), &shutdown).await;
+        front.process_new(accepted(conn), &shutdown).await;
     });
 
     let mut client = TcpStream::connect(addr).await.expect("connect");

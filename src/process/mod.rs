@@ -24,3 +24,5 @@ pub mod upgrade;
 
 #[cfg(test)]
 mod loops_tests;
+#[cfg(test)]
+mod stack_tests;

@@ -143,3 +143,89 @@ fn a_refusal_says_why_no_backend_is_usable() {
         "every backend is at max_connections and the queue is full"
     );
 }
+
+/// A pool of `n` backends with one slot each and a queue of `queue` places, `timeout` long.
+fn queued_pool(n: u8, queue: usize, timeout: Duration) -> Pool {
+    let mut conf = conf(Algorithm::RoundRobin, n);
+    conf.max_connections = Some(1);
+    conf.queue_size = queue;
+    conf.queue_timeout = Dur(timeout);
+    Pool::from_config("web", &conf).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_pool_queues_up_to_its_size_and_times_out_on_the_queue_timeout() {
+    let pool = Arc::new(queued_pool(1, 1, Duration::from_secs(3)));
+    let held = pool.pick(b"", &[]).await.expect("a free slot");
+    let waiter = {
+        let pool = Arc::clone(&pool);
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            (pool.pick(b"", &[]).await.map(drop), start.elapsed())
+        })
+    };
+    while pool.queued() == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        pool.pick(b"", &[]).await.map(drop),
+        Err(Refused::QueueFull),
+        "one place, taken"
+    );
+    let (got, waited) = waiter.await.unwrap();
+    assert_eq!(got, Err(Refused::QueueTimeout));
+    assert_eq!(
+        waited,
+        Duration::from_secs(3),
+        "exactly the queue timeout (paused time)"
+    );
+    assert_eq!(pool.queued(), 0, "the place is given back");
+    drop(held);
+    let refused: Vec<u64> = pool.stats().refusals().iter().map(|(_, n)| *n).collect();
+    assert_eq!(refused, [0, 1, 1], "none ready, queue full, queue timeout");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_given_back_goes_to_the_queued_request_at_once() {
+    let pool = Arc::new(queued_pool(2, 4, Duration::from_secs(30)));
+    let first = pool.pick(b"", &[]).await.expect("a free slot");
+    let second = pool.pick(b"", &[]).await.expect("the other slot");
+    let freed = second.lease.state().addr;
+    let waiter = {
+        let pool = Arc::clone(&pool);
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let picked = pool.pick(b"", &[]).await.expect("a slot once one is freed");
+            (picked.lease.state().addr, start.elapsed())
+        })
+    };
+    while pool.queued() == 0 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    drop(second);
+    let (addr, waited) = waiter.await.unwrap();
+    assert_eq!(addr, freed);
+    assert_eq!(
+        waited,
+        Duration::from_secs(5),
+        "woken when the slot came back, not by a poll"
+    );
+    drop(first);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_request_learns_at_once_when_no_backend_is_left() {
+    let pool = Arc::new(queued_pool(1, 1, Duration::from_secs(30)));
+    let held = pool.pick(b"", &[]).await.expect("a free slot");
+    let waiter = {
+        let pool = Arc::clone(&pool);
+        tokio::spawn(async move { pool.pick(b"", &[]).await.map(drop) })
+    };
+    while pool.queued() == 0 {
+        tokio::task::yield_now().await;
+    }
+    pool.set_members(&[]);
+    assert_eq!(waiter.await.unwrap(), Err(Refused::NoneReady));
+    drop(held);
+}

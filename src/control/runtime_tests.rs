@@ -1,0 +1,267 @@
+//! The runtime's transactions in process: TTLs on a clock the test sets, the state file written
+//! and restored, refusals that change nothing, reloads and discovery keeping runtime changes.
+
+use super::*;
+use crate::control::changes::{Register, Update};
+use crate::request::member::AdminState;
+use std::path::PathBuf;
+use std::sync::Mutex as StdMutex;
+
+const WEB: &str = "listeners: [{address: 127.0.0.1:1}]\nupstreams: {web: {backends: [{address: 127.0.0.1:1}]}}\n";
+
+fn config(yaml: &str) -> Config {
+    let config = Config::parse_str(yaml, "test.yaml").expect("parses");
+    config.validate("test.yaml").expect("valid");
+    config
+}
+
+/// A runtime of `yaml` whose reloads read `file` (the same text until a test changes it).
+fn runtime_of(yaml: &str, file: &Arc<StdMutex<String>>, state: Option<&Path>) -> Arc<Runtime> {
+    let file = Arc::clone(file);
+    let loader: Loader = Box::new(move || {
+        let text = file.lock().expect("lock").clone();
+        let config = Config::parse_str(&text, "test.yaml")?;
+        config.validate("test.yaml")?;
+        Ok(config)
+    });
+    Runtime::new(config(yaml), loader, state).expect("runtime")
+}
+
+fn runtime(yaml: &str) -> Arc<Runtime> {
+    runtime_of(yaml, &Arc::new(StdMutex::new(yaml.to_string())), None)
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("address")
+}
+
+fn register(ttl: Option<Duration>) -> Change {
+    Change::Register(Register {
+        ttl: Some(ttl),
+        ..Register::default()
+    })
+}
+
+/// The members of pool `pool` as the API shows them: `(address, state)`.
+async fn members(runtime: &Runtime, pool: &str) -> Vec<(String, &'static str)> {
+    let view = runtime.pool(pool).await.expect("the pool");
+    view.backends.into_iter().map(|b| (b.address, b.state)).collect()
+}
+
+/// A directory of its own for `tag`, empty.
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lb-runtime-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch directory");
+    d
+}
+
+#[tokio::test]
+async fn a_registration_with_a_ttl_lives_until_the_ttl_runs_out_and_its_expiry_is_an_event() {
+    let rt = runtime(WEB);
+    let joined = unix_ms();
+    let applied = rt
+        .apply("web", addr("127.0.0.2:80"), register(Some(Duration::from_secs(2))))
+        .await
+        .expect("registered");
+    assert_eq!((applied.result, applied.persisted), ("created", false));
+    assert_eq!(members(&rt, "web").await.len(), 2);
+    assert_eq!(
+        rt.routing().load().pools["web"].states().all().len(),
+        2,
+        "the live pool has it"
+    );
+
+    rt.expire_at(joined + 1_000).await;
+    assert_eq!(members(&rt, "web").await.len(), 2, "within its TTL");
+    assert!(!rt.events().list().iter().any(|e| e.kind == Kind::Expired));
+
+    rt.expire_at(joined + 60_000).await;
+    assert_eq!(members(&rt, "web").await, [("127.0.0.1:1".to_string(), "ready")]);
+    assert_eq!(
+        rt.routing().load().pools["web"].states().all().len(),
+        1,
+        "and the live pool"
+    );
+    let expired: Vec<_> = rt
+        .events()
+        .list()
+        .into_iter()
+        .filter(|e| e.kind == Kind::Expired)
+        .collect();
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!(expired[0].backend.as_deref(), Some("127.0.0.2:80"));
+    assert!(expired[0].detail.contains("TTL of 2000 ms"), "{}", expired[0].detail);
+
+    // A registration without a TTL never expires.
+    rt.apply("web", addr("127.0.0.3:80"), register(None))
+        .await
+        .expect("registered");
+    rt.expire_at(u64::MAX).await;
+    assert_eq!(members(&rt, "web").await.len(), 2);
+}
+
+#[tokio::test]
+async fn changes_are_written_to_the_state_file_and_the_next_process_restores_them() {
+    let dir = scratch("restore");
+    let state = dir.join("state.json");
+    let file = Arc::new(StdMutex::new(WEB.to_string()));
+    let first = runtime_of(WEB, &file, Some(&state));
+    let applied = first
+        .apply("web", addr("127.0.0.2:80"), register(None))
+        .await
+        .expect("registered");
+    assert!(applied.persisted);
+    let drain = Change::Update(Update {
+        state: Some(AdminState::Drain),
+        ..Update::default()
+    });
+    assert_eq!(
+        first
+            .apply("web", addr("127.0.0.1:1"), drain)
+            .await
+            .expect("drained")
+            .result,
+        "changed"
+    );
+    let want = vec![
+        ("127.0.0.1:1".to_string(), "drain"),
+        ("127.0.0.2:80".to_string(), "ready"),
+    ];
+    assert_eq!(members(&first, "web").await, want);
+
+    let second = runtime_of(WEB, &file, Some(&state));
+    assert_eq!(
+        members(&second, "web").await.len(),
+        1,
+        "the file's members until restored"
+    );
+    second.restore().await;
+    assert_eq!(members(&second, "web").await, want);
+    assert_eq!(second.routing().load().pools["web"].states().all().len(), 2);
+    std::fs::remove_dir_all(dir).expect("clean up");
+}
+
+#[tokio::test]
+async fn a_change_that_cannot_be_written_or_checked_is_refused_and_changes_nothing() {
+    let dir = scratch("refused");
+    let state = dir.join("no-such-directory").join("state.json");
+    let file = Arc::new(StdMutex::new(WEB.to_string()));
+    let rt = runtime_of(WEB, &file, Some(&state));
+    let before = members(&rt, "web").await;
+
+    let refused = rt
+        .apply("web", addr("127.0.0.2:80"), register(None))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.status, 500, "{refused}");
+    assert!(refused.message.contains("nothing was changed"), "{refused}");
+    assert_eq!(members(&rt, "web").await, before);
+    assert_eq!(rt.routing().load().pools["web"].states().all().len(), 1);
+
+    let heavy = Change::Register(Register {
+        weight: Some(100_000),
+        ..Register::default()
+    });
+    let refused = rt.apply("web", addr("127.0.0.2:80"), heavy).await.expect_err("refused");
+    assert_eq!(refused.status, 400, "{refused}");
+    let refused = rt
+        .apply("nope", addr("127.0.0.2:80"), register(None))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.status, 404, "{refused}");
+    assert_eq!(members(&rt, "web").await, before);
+    assert!(rt.events().list().is_empty(), "a refusal is no event");
+    std::fs::remove_dir_all(dir).expect("clean up");
+}
+
+#[tokio::test]
+async fn a_reload_keeps_live_pools_and_runtime_changes_and_a_bad_one_changes_nothing() {
+    let file = Arc::new(StdMutex::new(WEB.to_string()));
+    let rt = runtime_of(WEB, &file, None);
+    rt.apply("web", addr("127.0.0.2:80"), register(None))
+        .await
+        .expect("registered");
+    let live = Arc::clone(rt.routing().load().pools["web"].live());
+
+    *file.lock().expect("lock") = "listeners: [{address: 127.0.0.1:1}]\nupstreams:\n  web: {backends: [{address: 127.0.0.1:1}, {address: 127.0.0.1:5}]}\n  api: {backends: [{address: 127.0.0.1:2}]}\nroutes: [{path_prefix: /api/, upstream: api}, {upstream: web}]\n".to_string();
+    let report = rt.reload().await.expect("reloaded");
+    assert_eq!(report.pools_added, ["api"]);
+    assert_eq!(report.pools_kept, ["web"]);
+    assert_eq!(report.pools_changed, ["web"]);
+    assert!(report.pools_removed.is_empty() && report.routes_changed && report.needs_upgrade.is_empty());
+    assert_eq!(report.routes, 2);
+    let web: Vec<String> = members(&rt, "web").await.into_iter().map(|(a, _)| a).collect();
+    assert_eq!(
+        web,
+        ["127.0.0.1:1", "127.0.0.1:5", "127.0.0.2:80"],
+        "the registration stays"
+    );
+    let table = rt.routing().load_full();
+    assert!(
+        Arc::ptr_eq(table.pools["web"].live(), &live),
+        "the kept pool keeps its live state"
+    );
+
+    *file.lock().expect("lock") = "upstreams: {web: {backends: [{address: nonsense}]}}\n".to_string();
+    let refused = rt.reload().await.expect_err("refused");
+    assert!(refused.contains("test.yaml"), "{refused}");
+    assert!(Arc::ptr_eq(&rt.routing().load_full(), &table), "the table is untouched");
+    assert_eq!(members(&rt, "web").await.len(), 3);
+    let reloads: Vec<String> = rt
+        .events()
+        .list()
+        .into_iter()
+        .filter(|e| e.kind == Kind::Reloaded)
+        .map(|e| e.detail)
+        .rev()
+        .collect();
+    assert_eq!(reloads.len(), 2, "oldest first: {reloads:?}");
+    assert!(
+        reloads[0].starts_with("applied in place: pool api added"),
+        "{reloads:?}"
+    );
+    assert!(reloads[1].starts_with("refused, nothing changed"), "{reloads:?}");
+}
+
+#[tokio::test]
+async fn discovery_replaces_the_found_set_and_keeps_the_file_and_runtime_backends() {
+    let yaml = "listeners: [{address: 127.0.0.1:1}]\nupstreams: {web: {backends: [{address: 127.0.0.1:1}], discovery: {dns: {name: web.test, port: 80}}}}\n";
+    let rt = runtime(yaml);
+    let found = |addrs: &[&str]| -> Vec<BackendConf> {
+        addrs
+            .iter()
+            .map(|a| BackendConf {
+                address: crate::config::Addr(addr(a)),
+                weight: 1,
+                max_connections: None,
+                source: Source::Dns,
+            })
+            .collect()
+    };
+    let (added, removed) = rt
+        .set_discovered("web", found(&["127.0.0.2:80", "127.0.0.3:80"]))
+        .await
+        .expect("applied");
+    assert_eq!(
+        (added, removed),
+        (vec![addr("127.0.0.2:80"), addr("127.0.0.3:80")], vec![])
+    );
+    rt.apply("web", addr("127.0.0.9:80"), register(None))
+        .await
+        .expect("registered");
+
+    let (added, removed) = rt
+        .set_discovered("web", found(&["127.0.0.3:80", "127.0.0.4:80"]))
+        .await
+        .expect("applied");
+    assert_eq!(
+        (added, removed),
+        (vec![addr("127.0.0.4:80")], vec![addr("127.0.0.2:80")])
+    );
+    let web: Vec<String> = members(&rt, "web").await.into_iter().map(|(a, _)| a).collect();
+    assert_eq!(web, ["127.0.0.1:1", "127.0.0.3:80", "127.0.0.4:80", "127.0.0.9:80"]);
+    assert!(rt.set_discovered("nope", found(&["127.0.0.2:80"])).await.is_err());
+    let by_discovery = rt.events().list().iter().filter(|e| e.detail == "by discovery").count();
+    assert_eq!(by_discovery, 4, "two found, then one more found and one gone");
+}
