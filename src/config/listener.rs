@@ -22,6 +22,12 @@ pub const DEFAULT_MAX_HEADER_SIZE: u64 = 32 << 10;
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 20;
 /// Default requests served over one connection (nginx's `keepalive_requests`).
 pub const DEFAULT_KEEPALIVE_REQUESTS: usize = 1000;
+/// Default longest lingering close (nginx's `lingering_time`).
+pub const DEFAULT_LINGERING_TIME: Duration = Duration::from_secs(30);
+/// Default longest wait for more data while lingering (nginx's `lingering_timeout`).
+pub const DEFAULT_LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default most bytes read and discarded while lingering.
+pub const DEFAULT_LINGERING_SIZE: u64 = 64 << 20;
 
 fn yes() -> bool {
     true
@@ -117,6 +123,16 @@ pub struct ClientConf {
     pub max_header_size: Size,
     /// Largest request body (then 413); `0` for no limit. Default `1MiB`.
     pub max_body_size: Size,
+    /// When lb answers before it has read the whole request (413, 4xx, 429, 503...), how long
+    /// it keeps reading and discarding what the client still sends before it closes, so a reset
+    /// does not destroy the answer (nginx's `lingering_time`); `0s` closes at once. Default
+    /// `30s`.
+    pub lingering_time: Dur,
+    /// While lingering, the longest wait for more data (nginx's `lingering_timeout`). Default
+    /// `5s`.
+    pub lingering_timeout: Dur,
+    /// While lingering, the most bytes read and discarded. Default `64MiB`.
+    pub lingering_size: Size,
 }
 
 impl Default for ClientConf {
@@ -129,6 +145,9 @@ impl Default for ClientConf {
             max_request_line: Size(DEFAULT_MAX_REQUEST_LINE),
             max_header_size: Size(DEFAULT_MAX_HEADER_SIZE),
             max_body_size: Size(DEFAULT_MAX_BODY_SIZE),
+            lingering_time: Dur(DEFAULT_LINGERING_TIME),
+            lingering_timeout: Dur(DEFAULT_LINGERING_TIMEOUT),
+            lingering_size: Size(DEFAULT_LINGERING_SIZE),
         }
     }
 }
@@ -144,6 +163,12 @@ impl ClientConf {
             if d.0.is_zero() {
                 return Err((field, "must be longer than 0".into()));
             }
+        }
+        if self.lingering_timeout.0.is_zero() && !self.lingering_time.0.is_zero() {
+            return Err((
+                "lingering_timeout",
+                "must be longer than 0 (turn lingering off with lingering_time: 0s)".into(),
+            ));
         }
         if self.keepalive_requests == 0 {
             return Err(("keepalive_requests", "must be at least 1".into()));

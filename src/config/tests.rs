@@ -325,3 +325,25 @@ fn admin_section_rules() {
         "admin.tokn: unknown field `tokn`",
     );
 }
+
+#[test]
+fn lingering_has_nginxs_defaults_and_can_be_turned_off() {
+    let config = Config::parse_str(GOOD, "t.yaml").unwrap();
+    let c = &config.clients;
+    assert_eq!(
+        (c.lingering_time.0, c.lingering_timeout.0, c.lingering_size.0),
+        (
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(5),
+            64 << 20
+        )
+    );
+    let with = |c: &str| format!("{GOOD}clients: {c}\n");
+    let off = Config::parse_str(&with("{lingering_time: 0s, lingering_timeout: 0s}"), "t.yaml").unwrap();
+    off.validate("t.yaml").unwrap();
+    assert_error(
+        &with("{lingering_timeout: 0s}"),
+        "clients.lingering_timeout: must be longer than 0 (turn lingering off with lingering_time: 0s)",
+    );
+    assert_error(&with("{lingering_size: lots}"), "clients.lingering_size");
+}

@@ -4,7 +4,7 @@
 //! backends that come and go appear and disappear with them). Served at `/metrics` on the admin
 //! listener and on the optional `metrics:` listener.
 
-use crate::request::front::FrontStats;
+use crate::request::front::{linger, FrontStats};
 use crate::request::member::AdminState;
 use crate::request::pool::Pool;
 use crate::request::route::Routing;
@@ -154,6 +154,18 @@ const FAMILIES: &[(&str, MetricType, &str, &[&str])] = &[
         "HTTP/1 requests by the loop that proxied them: lb's own (path=\"lb\"), or Pingora's HttpProxy (path=\"pingora\": request bodies, upgrades, absolute-form targets, TLS or HTTP/2 pools).",
         &["path"],
     ),
+    (
+        "lb_lingering_connections",
+        MetricType::GAUGE,
+        "Connections closing after an early answer, still reading what the client sends (lingering close).",
+        &[],
+    ),
+    (
+        "lb_lingering_closes_total",
+        MetricType::COUNTER,
+        "Lingering closes, by how they ended: the client closed (closed), a bound ran out (lingering_time, lingering_timeout or lingering_size: cut), or too many lingered already and the connection closed at once (refused).",
+        &["end"],
+    ),
 ];
 
 /// The metrics of the pools in `routing` and of the process.
@@ -220,6 +232,11 @@ impl Collector for LbCollector {
         }
         for (path, n) in self.front.paths() {
             metrics[20].push(counter(&[("path", path)], n as f64));
+        }
+        let (lingering, closed, cut, refused) = linger::STATS.read();
+        metrics[21].push(gauge(&[], lingering as f64));
+        for (end, n) in [("closed", closed), ("cut", cut), ("refused", refused)] {
+            metrics[22].push(counter(&[("end", end)], n as f64));
         }
         for pool in table.pools.values() {
             pool_metrics(pool, &mut metrics);

@@ -8,6 +8,7 @@ use crate::error::StartError;
 use crate::process::lifecycle::{Draining, Lifecycle};
 use crate::request::access_log::AccessLog;
 use crate::request::front::head::Limits;
+use crate::request::front::linger::Linger;
 use crate::request::front::listener::{ListenerRule, ProxyBeforeTls};
 use crate::request::front::{ClientRules, Front, FrontStats};
 use crate::request::proxy::{Edge, Lb};
@@ -55,7 +56,18 @@ pub fn client_rules(config: &Config) -> ClientRules {
             max_head: usize::try_from(c.max_header_size.0).unwrap_or(usize::MAX),
         },
         max_body: max_body(config),
+        linger: linger(config),
     }
+}
+
+/// The bounds of a lingering close of `config` (`clients.lingering_*`), `None` when it is off.
+pub fn linger(config: &Config) -> Option<Linger> {
+    let c = &config.clients;
+    (!c.lingering_time.0.is_zero()).then_some(Linger {
+        time: c.lingering_time.0,
+        timeout: c.lingering_timeout.0,
+        bytes: c.lingering_size.0,
+    })
 }
 
 /// `LB_PROXY_PATH=pingora` in the environment turns lb's own request loop off: every request

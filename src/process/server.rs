@@ -90,6 +90,7 @@ pub fn run(config: Config, loader: Loader, opt: Opt) -> Result<(), StartError> {
             metrics,
             token: conf.token().ok().flatten(),
             traffic,
+            linger: listeners::linger(&config),
         };
         let mut service = Service::new("lb admin".to_string(), AdminApp(Arc::new(admin)));
         service.threads = Some(1);

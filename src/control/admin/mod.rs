@@ -9,6 +9,7 @@ mod input;
 
 use crate::control::metrics::Metrics;
 use crate::control::runtime::Runtime;
+use crate::request::front::linger::{self, Linger};
 use crate::request::traffic::Traffic;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -66,6 +67,8 @@ pub struct Admin {
     pub token: Option<String>,
     /// Whether the process is handing over (then writes are refused).
     pub traffic: Arc<Traffic>,
+    /// How a connection closes after an answer given before its body was read (a 413).
+    pub linger: Option<Linger>,
 }
 
 /// The admin listener's application.
@@ -160,6 +163,10 @@ impl HttpServerApp for AdminApp {
             return None;
         }
         if close {
+            // The body was not read: linger, so the client reads the answer, not a reset.
+            if let (ServerSession::H1(h1), Some(linger)) = (http, self.0.linger) {
+                linger::close(h1.into_inner(), Vec::new(), linger);
+            }
             return None;
         }
         let settings = HttpPersistentSettings::for_session(&http);

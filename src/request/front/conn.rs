@@ -7,6 +7,7 @@
 
 use super::chunked::Chunked;
 use super::head::Framing;
+use super::linger::{self, Linger};
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -85,6 +86,11 @@ pub struct Conn {
     last: AtomicBool,
     /// The client's address as the PROXY protocol gave it, instead of the TCP peer's.
     socket_digest: Option<Arc<SocketDigest>>,
+    /// How the connection closes when the client may still be sending ([`linger`]); `None`:
+    /// at once.
+    linger: Option<Linger>,
+    /// lb answered before it read the whole request (beyond what the framing says).
+    answered_early: bool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -109,7 +115,26 @@ impl Conn {
             tunnel: AtomicBool::new(false),
             last: AtomicBool::new(false),
             socket_digest: None,
+            linger: None,
+            answered_early: false,
         }
+    }
+
+    /// Closes lingering within `linger` when the client may still be sending (see [`linger`]).
+    pub fn set_linger(&mut self, linger: Option<Linger>) {
+        self.linger = linger.filter(|l| !l.time.is_zero());
+    }
+
+    /// lb answered before the request was read whole: the close lingers, whatever the framing.
+    pub fn answered_early(&mut self) {
+        self.answered_early = true;
+    }
+
+    /// Whether closing now could leave the client's data unread: a request not read whole
+    /// (not a tunnel, whose end is the client's), or an early answer, and no EOF yet.
+    fn may_have_unread(&self) -> bool {
+        let partial = !matches!(self.budget, Budget::Unlimited) && !self.request_done();
+        (partial || self.answered_early || !self.rbuf.is_empty()) && !self.eof
     }
 
     /// The bytes held (read from the client, not handed on).
@@ -452,6 +477,19 @@ impl Peek for Conn {
         }
         buf.copy_from_slice(&self.rbuf[..buf.len()]);
         Ok(true)
+    }
+}
+
+impl Drop for Conn {
+    /// A connection closed while the client may still be sending lingers (in a task of its
+    /// own), so a reset does not destroy the answer in flight.
+    fn drop(&mut self) {
+        let Some(bounds) = self.linger else { return };
+        if !self.may_have_unread() {
+            return;
+        }
+        let inner = std::mem::replace(&mut self.inner, Box::new(io::Cursor::new(Vec::new())));
+        linger::close(inner, std::mem::take(&mut self.wbuf), bounds);
     }
 }
 

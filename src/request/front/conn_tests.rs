@@ -272,3 +272,93 @@ async fn an_upgraded_connection_passes_everything_through() {
     assert_eq!(&rest, b"frames after the head");
     assert!(!conn.request_done(), "a tunnel never ends a request");
 }
+
+const LINGER: Linger = Linger {
+    time: Duration::from_secs(30),
+    timeout: Duration::from_secs(5),
+    bytes: 1 << 20,
+};
+
+/// A connection with a request of `body` bytes begun and its head handed on, lingering on close.
+async fn begun(capacity: usize, body: u64) -> (Box<Conn>, DuplexStream) {
+    let (conn, mut client) = pair(capacity);
+    let mut conn = Box::new(conn);
+    conn.set_linger(Some(LINGER));
+    let head = format!("POST / HTTP/1.1\r\nContent-Length: {body}\r\n\r\n");
+    client.write_all(head.as_bytes()).await.unwrap();
+    let len = head_arrives(&mut conn).await;
+    conn.begin(len, head.as_bytes(), &Framing::Length(body));
+    (conn, client)
+}
+
+#[tokio::test]
+async fn a_connection_closed_with_the_body_unread_reads_it_away_after_the_answer() {
+    let (mut conn, mut client) = begun(1024, 1 << 16).await;
+    // An answer still in the write buffer when the connection is dropped.
+    conn.write_all(b"HTTP/1.1 413 Payload Too Large\r\n\r\n").await.unwrap();
+    drop(conn);
+    // The client sends all of its body (far more than the pipe holds): it is read away.
+    let body = vec![b'x'; 1 << 16];
+    timeout(DEADLINE, client.write_all(&body))
+        .await
+        .expect("the body is read")
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = timeout(DEADLINE, client.read_to_end(&mut answer))
+        .await
+        .expect("closed")
+        .unwrap();
+    assert_eq!(
+        &answer[..read],
+        b"HTTP/1.1 413 Payload Too Large\r\n\r\n",
+        "then lb's side closed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lingering_ends_at_its_bounds() {
+    // A client that goes quiet: cut after lingering_timeout.
+    let (conn, mut client) = begun(1 << 16, 100).await;
+    drop(conn);
+    let mut answer = Vec::new();
+    timeout(Duration::from_secs(6), client.read_to_end(&mut answer))
+        .await
+        .expect("closed")
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        client.write_all(b"late").await.is_err(),
+        "closed after {:?}",
+        start.elapsed()
+    );
+
+    // A client that keeps sending: cut after lingering_size.
+    let (conn, mut client) = begun(1 << 16, 100 << 20).await;
+    drop(conn);
+    let chunk = vec![b'x'; 64 << 10];
+    let mut sent = 0usize;
+    while client.write_all(&chunk).await.is_ok() {
+        sent += chunk.len();
+        assert!(sent < 4 << 20, "still read after {sent} bytes");
+    }
+    assert!(sent >= LINGER.bytes as usize - chunk.len(), "cut after {sent} bytes");
+}
+
+#[tokio::test]
+async fn a_finished_request_or_a_client_gone_closes_at_once() {
+    let (mut conn, mut client) = begun(1024, 4).await;
+    client.write_all(b"body").await.unwrap();
+    let mut got = [0u8; 64];
+    let mut n = 0;
+    while !conn.request_done() {
+        n += conn.read(&mut got[n..]).await.unwrap();
+    }
+    drop(conn);
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert!(
+        client.write_all(b"more").await.is_err(),
+        "no lingering: the pipe is gone"
+    );
+}

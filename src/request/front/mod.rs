@@ -11,12 +11,14 @@
 //! - [`chunked`]: where a chunked body ends, strictly.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers.
 //! - [`park`]: idle keep-alive connections, kept small.
+//! - [`linger`]: lingering close, so an early answer reaches the client.
 //! - [`listener`]: per-listener settings, the connection cap, PROXY before TLS.
 //! - [`reject`]: the answers the front gives itself.
 
 pub mod chunked;
 pub mod conn;
 pub mod head;
+pub mod linger;
 pub mod listener;
 pub mod park;
 pub mod proxy_protocol;
@@ -67,6 +69,8 @@ pub struct ClientRules {
     pub limits: Limits,
     /// Largest request body; `None` for no limit.
     pub max_body: Option<u64>,
+    /// How a connection closes while the client may still be sending; `None`: at once.
+    pub linger: Option<linger::Linger>,
 }
 
 /// lb's own handling of the common request (`proxy::direct`).
@@ -271,6 +275,7 @@ where
         mut served: usize,
         shutdown: &ShutdownWatch,
     ) -> Option<(Box<Conn>, Wait)> {
+        conn.set_linger(self.rules.linger);
         while served < self.rules.keepalive_requests {
             if conn.held().is_empty() {
                 let now = Instant::now();
@@ -361,8 +366,9 @@ where
         if let Some(log) = &self.access_log {
             reject::log(log, &conn, &refusal);
         }
+        // A body may follow the refused head: the close lingers (when `conn` is dropped).
+        conn.answered_early();
         let _ = conn.write_all_now(&refusal.response()).await;
-        pingora_core::protocols::Shutdown::shutdown(&mut *conn).await;
     }
 
     /// Reads a PROXY protocol header off `conn` before `deadline`; from a trusted peer (or when
