@@ -366,9 +366,16 @@ where
         if let Some(log) = &self.access_log {
             reject::log(log, &conn, &refusal);
         }
-        // A body may follow the refused head: the close lingers (when `conn` is dropped).
-        conn.answered_early();
+        // A client too slow to send its head is cut off at once (as nginx does after
+        // client_header_timeout); after any other refusal a body may follow the head, so the
+        // close lingers (when `conn` is dropped) and the client reads the answer.
+        if refusal.status == 408 {
+            conn.set_linger(None);
+        } else {
+            conn.answered_early();
+        }
         let _ = conn.write_all_now(&refusal.response()).await;
+        pingora_core::protocols::Shutdown::shutdown(&mut *conn).await;
     }
 
     /// Reads a PROXY protocol header off `conn` before `deadline`; from a trusted peer (or when
