@@ -303,6 +303,8 @@ async fn a_connection_closed_with_the_body_unread_reads_it_away_after_the_answer
         .await
         .expect("the body is read")
         .unwrap();
+    // The client is done sending: the lingering ends with its close, not a timeout.
+    AsyncWriteExt::shutdown(&mut client).await.unwrap();
     let mut answer = Vec::new();
     let read = timeout(DEADLINE, client.read_to_end(&mut answer))
         .await

@@ -643,3 +643,45 @@ fn random_bytes_are_refused_or_incomplete_and_nothing_passes_zero_limits() {
         "{incomplete} incomplete, {refused} refused"
     );
 }
+
+/// httparse (the parser Pingora uses) as an oracle: it is laxer than lb's parser (bare LF,
+/// bytes ≥ 0x80 in targets), so every head lb accepts, mutated or not, httparse must accept
+/// too, ending at the same byte, with the same method and version.
+#[test]
+fn httparse_accepts_every_head_lb_accepts_and_agrees_on_where_it_ends() {
+    let seeds: Vec<&str> = ROWS.iter().filter(|(_, s)| *s == 200).map(|(i, _)| *i).collect();
+    let mut rng = XorShift(0x0DDB_1A5E_5BAD_5EED);
+    let mut compared = 0;
+    for i in 0..100_000 {
+        let mut input = seeds[rng.below(seeds.len())].as_bytes().to_vec();
+        if i % 4 != 0 {
+            mutate(&mut rng, &mut input);
+        }
+        let Ok(head) = parse(&input, &LIMITS) else { continue };
+        // lb takes any HTTP/1.x as 1.1 (RFC 9112 §2.3); httparse knows 1.0 and 1.1 only.
+        let line = &input[head.method.start..];
+        let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !(line.ends_with(b" HTTP/1.0") || line.ends_with(b" HTTP/1.1")) {
+            continue;
+        }
+        let mut fields = [httparse::EMPTY_HEADER; 128];
+        let mut oracle = httparse::Request::new(&mut fields);
+        let parsed = oracle.parse(&input);
+        assert!(
+            matches!(parsed, Ok(httparse::Status::Complete(n)) if n == head.len),
+            "{:?}: lb took {} bytes, httparse {parsed:?}",
+            String::from_utf8_lossy(&input),
+            head.len
+        );
+        assert_eq!(oracle.method.map(str::as_bytes), Some(&input[head.method.clone()]));
+        assert_eq!(
+            oracle.version,
+            Some(head.minor),
+            "{:?}",
+            String::from_utf8_lossy(&input)
+        );
+        compared += 1;
+    }
+    assert!(compared > 25_000, "only {compared} heads compared");
+}
