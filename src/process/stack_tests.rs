@@ -30,7 +30,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// What a test backend does with each request.
 #[derive(Clone, Copy)]
-enum Backend {
+pub(super) enum Backend {
     /// Answers `200` with `backend\n`, keeping the connection.
     Answer,
     /// Answers as [`Backend::Answer`] after this long.
@@ -42,7 +42,7 @@ enum Backend {
 }
 
 /// The request heads a backend received, in order.
-type Seen = Arc<Mutex<Vec<String>>>;
+pub(super) type Seen = Arc<Mutex<Vec<String>>>;
 
 /// The length of the body `head` announces.
 fn content_length(head: &str) -> usize {
@@ -97,7 +97,7 @@ async fn backend_conn(mut conn: TcpStream, behaviour: Backend, seen: Seen) {
 }
 
 /// A backend on a port of its own.
-async fn backend(behaviour: Backend) -> (SocketAddr, Seen) {
+pub(super) async fn backend(behaviour: Backend) -> (SocketAddr, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen = Seen::default();
@@ -125,6 +125,52 @@ struct Stack {
     stop: watch::Sender<bool>,
 }
 
+/// Serves `listener` with the front over `lb` as `proxy_service` wires it (lb's own loop when
+/// `lb.direct_enabled()`), under `config`'s client rules: the front's counters, and the switch
+/// that stops it.
+pub(super) fn serve(
+    listener: TcpListener,
+    lb: &Lb,
+    traffic: Arc<Traffic>,
+    config: &Config,
+) -> (Arc<FrontStats>, watch::Sender<bool>) {
+    let addr = listener.local_addr().expect("addr");
+    let stats = Arc::new(FrontStats::default());
+    let rule = ListenerRule::new(addr, false, false, false, 64, Arc::new(Vec::new()));
+    let conf = Arc::new(ServerConf::default());
+    let front = Arc::new(Front::new(
+        pingora_proxy::http_proxy(&conf, lb.clone()),
+        None,
+        lb.direct_enabled().then(|| lb.clone()),
+        vec![rule],
+        client_rules(config),
+        traffic,
+        Arc::clone(&stats),
+        None,
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let (front, shutdown) = (Arc::clone(&front), shutdown.clone());
+            tokio::spawn(async move { front.process_new(accepted(conn), &shutdown).await });
+        }
+    });
+    (stats, stop)
+}
+
+/// Waits until the front has counted `n` requests proxied (each connection's task counts its
+/// last request after the client has read the answer): `(by lb's loop, by Pingora's)`.
+pub(super) async fn proxied(stats: &FrontStats, n: u64) -> (u64, u64) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let [(_, lb), (_, pingora)] = stats.paths();
+        if lb + pingora >= n || Instant::now() > deadline {
+            return (lb, pingora);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 impl Stack {
     async fn start(yaml: &str, direct: bool) -> Stack {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -144,26 +190,7 @@ impl Stack {
         let mut settings = edge(&config);
         settings.direct = direct;
         let lb = Lb::new(Arc::clone(runtime.routing()), Arc::clone(&traffic), None, settings);
-        let stats = Arc::new(FrontStats::default());
-        let rule = ListenerRule::new(addr, false, false, false, 64, Arc::new(Vec::new()));
-        let conf = Arc::new(ServerConf::default());
-        let front = Arc::new(Front::new(
-            pingora_proxy::http_proxy(&conf, lb.clone()),
-            None,
-            lb.direct_enabled().then(|| lb.clone()),
-            vec![rule],
-            client_rules(&config),
-            traffic,
-            Arc::clone(&stats),
-            None,
-        ));
-        let (stop, shutdown) = watch::channel(false);
-        tokio::spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
-                let (front, shutdown) = (Arc::clone(&front), shutdown.clone());
-                tokio::spawn(async move { front.process_new(accepted(conn), &shutdown).await });
-            }
-        });
+        let (stats, stop) = serve(listener, &lb, traffic, &config);
         Stack {
             addr,
             stats,
@@ -182,22 +209,10 @@ impl Stack {
         client.write_all(bytes).await.expect("write");
         read_to_close(&mut client).await
     }
-
-    /// Waits until the front has counted `n` requests proxied: `(by lb's loop, by Pingora's)`.
-    async fn proxied(&self, n: u64) -> (u64, u64) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let [(_, lb), (_, pingora)] = self.stats.paths();
-            if lb + pingora >= n || Instant::now() > deadline {
-                return (lb, pingora);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
 }
 
 /// What `client` reads until the other end closes.
-async fn read_to_close(client: &mut TcpStream) -> String {
+pub(super) async fn read_to_close(client: &mut TcpStream) -> String {
     let mut got = Vec::new();
     let read = timeout(DEADLINE, client.read_to_end(&mut got)).await;
     assert!(
@@ -223,7 +238,7 @@ async fn read_answer(client: &mut TcpStream, got: &mut String) {
 }
 
 /// The status codes in `answers`, in order.
-fn statuses(answers: &str) -> Vec<&str> {
+pub(super) fn statuses(answers: &str) -> Vec<&str> {
     answers
         .split("HTTP/1.1 ")
         .skip(1)
@@ -267,7 +282,7 @@ async fn pipelined_requests_are_answered_in_order_and_a_body_goes_to_pingoras_lo
         assert_eq!(lines, ["GET /a HTTP/1.1", "POST /b HTTP/1.1", "GET /c HTTP/1.1"]);
         assert!(seen[1].ends_with("\r\n\r\nhello"), "{}", seen[1]);
         let want = if direct { (2, 1) } else { (0, 3) };
-        assert_eq!(lb.proxied(3).await, want, "{}", loop_name(direct));
+        assert_eq!(proxied(&lb.stats, 3).await, want, "{}", loop_name(direct));
     }
 }
 

@@ -110,9 +110,8 @@ pub async fn run(mut stream: Stream, pending: Vec<u8>, linger: Linger) -> bool {
     if !pending.is_empty() && timeout_at(end, stream.write_all(&pending)).await.is_err() {
         return false;
     }
-    match timeout_at(end, Shutdown::shutdown(&mut *stream)).await {
-        Ok(()) => {}
-        Err(_) => return false,
+    if timeout_at(end, Shutdown::shutdown(&mut *stream)).await.is_err() {
+        return false;
     }
     // nginx's lingering buffer is 4 KiB too: at most 64 MiB for all that may linger at once.
     let mut buf = vec![0u8; 4 << 10];

@@ -153,20 +153,28 @@ fn queued_pool(n: u8, queue: usize, timeout: Duration) -> Pool {
     Pool::from_config("web", &conf).unwrap()
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_full_pool_queues_up_to_its_size_and_times_out_on_the_queue_timeout() {
-    let pool = Arc::new(queued_pool(1, 1, Duration::from_secs(3)));
-    let held = pool.pick(b"", &[]).await.expect("a free slot");
+/// A request queued on `pool` (this returns once it waits): what it got in the end (the
+/// backend's address) and how long it waited.
+async fn queue_up(pool: &Arc<Pool>) -> tokio::task::JoinHandle<(Result<std::net::SocketAddr, Refused>, Duration)> {
     let waiter = {
-        let pool = Arc::clone(&pool);
+        let pool = Arc::clone(pool);
         tokio::spawn(async move {
             let start = tokio::time::Instant::now();
-            (pool.pick(b"", &[]).await.map(drop), start.elapsed())
+            let picked = pool.pick(b"", &[]).await.map(|p| p.lease.state().addr);
+            (picked, start.elapsed())
         })
     };
     while pool.queued() == 0 {
         tokio::task::yield_now().await;
     }
+    waiter
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_pool_queues_up_to_its_size_and_times_out_on_the_queue_timeout() {
+    let pool = Arc::new(queued_pool(1, 1, Duration::from_secs(3)));
+    let held = pool.pick(b"", &[]).await.expect("a free slot");
+    let waiter = queue_up(&pool).await;
     assert_eq!(
         pool.pick(b"", &[]).await.map(drop),
         Err(Refused::QueueFull),
@@ -191,21 +199,11 @@ async fn a_slot_given_back_goes_to_the_queued_request_at_once() {
     let first = pool.pick(b"", &[]).await.expect("a free slot");
     let second = pool.pick(b"", &[]).await.expect("the other slot");
     let freed = second.lease.state().addr;
-    let waiter = {
-        let pool = Arc::clone(&pool);
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            let picked = pool.pick(b"", &[]).await.expect("a slot once one is freed");
-            (picked.lease.state().addr, start.elapsed())
-        })
-    };
-    while pool.queued() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let waiter = queue_up(&pool).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     drop(second);
     let (addr, waited) = waiter.await.unwrap();
-    assert_eq!(addr, freed);
+    assert_eq!(addr, Ok(freed), "a slot once one is freed");
     assert_eq!(
         waited,
         Duration::from_secs(5),
@@ -218,14 +216,8 @@ async fn a_slot_given_back_goes_to_the_queued_request_at_once() {
 async fn a_queued_request_learns_at_once_when_no_backend_is_left() {
     let pool = Arc::new(queued_pool(1, 1, Duration::from_secs(30)));
     let held = pool.pick(b"", &[]).await.expect("a free slot");
-    let waiter = {
-        let pool = Arc::clone(&pool);
-        tokio::spawn(async move { pool.pick(b"", &[]).await.map(drop) })
-    };
-    while pool.queued() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let waiter = queue_up(&pool).await;
     pool.set_members(&[]);
-    assert_eq!(waiter.await.unwrap(), Err(Refused::NoneReady));
+    assert_eq!(waiter.await.unwrap().0, Err(Refused::NoneReady));
     drop(held);
 }
