@@ -31,9 +31,7 @@ pub static MALLOC_CONF: &[u8] =
 fn main() -> ExitCode {
     lb::process::signals::ignore_hangup_until_ready();
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
+    lb::process::logging::init();
     // A probe of a given address needs no configuration.
     if let (Some(Command::Probe { addr: Some(addr) }), None) = (&cli.command, &cli.conf) {
         return probe_addr(addr.0);

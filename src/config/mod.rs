@@ -2,6 +2,7 @@
 //! name the file and the field path, and validation. Turning it into running pools is `server`'s job.
 
 mod admin;
+mod clients;
 mod listener;
 mod route;
 mod server;
@@ -10,7 +11,8 @@ mod upstream;
 mod validate;
 
 pub use admin::AdminConf;
-pub use listener::{CertPair, ClientConf, Listener, TlsConf};
+pub use clients::{ClientConf, Http2Conf};
+pub use listener::{CertPair, Listener, TlsConf};
 pub use route::{RateKey, RateLimitConf, Route};
 pub use server::ServerSettings;
 pub use types::{Addr, Cidr, Dur, HashKey, Size, StatusSet};

@@ -4,7 +4,7 @@
 //! backends that come and go appear and disappear with them). Served at `/metrics` on the admin
 //! listener and on the optional `metrics:` listener.
 
-use crate::request::front::{linger, FrontStats};
+use crate::request::front::{hostile, linger, FrontStats};
 use crate::request::member::AdminState;
 use crate::request::pool::Pool;
 use crate::request::route::Routing;
@@ -166,6 +166,18 @@ const FAMILIES: &[(&str, MetricType, &str, &[&str])] = &[
         "Lingering closes, by how they ended: the client closed (closed), a bound ran out (lingering_time, lingering_timeout or lingering_size: cut), or too many lingered already and the connection closed at once (refused).",
         &["end"],
     ),
+    (
+        "lb_client_rejections_total",
+        MetricType::COUNTER,
+        "Clients cut off for breaking a limit, by reason: a TLS handshake that stalled (tls_handshake_timeout) or failed, an HTTP/2 control-frame flood, a client that stopped reading (send_timeout), a body slower than clients.body_min_rate, accept() failures (out of file descriptors).",
+        &["reason"],
+    ),
+    (
+        "lb_http2_errors_total",
+        MetricType::COUNTER,
+        "HTTP/2 errors lb sent to clients, by frame (goaway: the connection, rst_stream: one stream) and error code (refused_stream past max_concurrent_streams, enhance_your_calm for rapid resets and CONTINUATION floods, compression_error for HPACK abuse...); graceful GOAWAYs and cancelled streams are not counted.",
+        &["frame", "code"],
+    ),
 ];
 
 /// The metrics of the pools in `routing` and of the process.
@@ -237,6 +249,12 @@ impl Collector for LbCollector {
         metrics[21].push(gauge(&[], lingering as f64));
         for (end, n) in [("closed", closed), ("cut", cut), ("refused", refused)] {
             metrics[22].push(counter(&[("end", end)], n as f64));
+        }
+        for (reason, n) in hostile::counts() {
+            metrics[23].push(counter(&[("reason", reason)], n as f64));
+        }
+        for (frame, code, n) in hostile::h2_counts() {
+            metrics[24].push(counter(&[("frame", frame), ("code", code)], n as f64));
         }
         for pool in table.pools.values() {
             pool_metrics(pool, &mut metrics);

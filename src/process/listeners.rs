@@ -1,7 +1,8 @@
-//! The proxy service and its listeners: the front over two Pingora proxies (one with h2c),
-//! every listener with unbuffered L4 sockets (the front buffers while a request is active, so an
-//! idle connection holds no buffer), TLS listeners with their certificate stores (SNI, reload)
-//! and ALPN, and the PROXY protocol before TLS where configured.
+//! The proxy service and its listeners: the front over two Pingora proxies (one with h2c), both
+//! with the HTTP/2 limits of `clients.http2`, every listener a plain TCP one with unbuffered L4
+//! sockets (the front buffers while a request is active, so an idle connection holds no buffer;
+//! and the front makes TLS handshakes itself, within `clients.handshake_timeout`, with each TLS
+//! listener's certificate store (SNI, reload) and ALPN).
 
 use crate::config::Config;
 use crate::error::StartError;
@@ -9,12 +10,12 @@ use crate::process::lifecycle::{Draining, Lifecycle};
 use crate::request::access_log::AccessLog;
 use crate::request::front::head::Limits;
 use crate::request::front::linger::Linger;
-use crate::request::front::listener::{ListenerRule, ProxyBeforeTls};
-use crate::request::front::{ClientRules, Front, FrontStats};
+use crate::request::front::listener::ListenerRule;
+use crate::request::front::{h2, ClientRules, Front, FrontStats};
 use crate::request::proxy::{Edge, Lb};
 use crate::request::tls::CertStore;
 use pingora_core::apps::HttpServerOptions;
-use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::tls::{Acceptor, TlsSettings};
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig, ALPN};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::services::listening::Service;
@@ -57,6 +58,8 @@ pub fn client_rules(config: &Config) -> ClientRules {
         },
         max_body: max_body(config),
         linger: linger(config),
+        handshake_timeout: c.handshake_timeout.0,
+        h2_control_frames: c.http2.max_control_frames,
     }
 }
 
@@ -81,10 +84,25 @@ pub fn edge(config: &Config) -> Edge {
         max_body: max_body(config),
         direct: std::env::var_os(PROXY_PATH_ENV).is_none_or(|path| path != "pingora"),
         upstream_keepalive: config.server.upstream_keepalive_pool_size,
+        send_timeout: config.clients.send_timeout.0,
+        body_min_rate: config.clients.body_min_rate.0,
+        body_timeout: config.clients.body_timeout.0,
     }
 }
 
-fn tls_settings(index: usize, tls: &crate::config::TlsConf) -> Result<(TlsSettings, Arc<CertStore>), StartError> {
+/// A Pingora proxy over `lb` for client connections: HTTP/2 with `clients.http2`'s limits, idle
+/// HTTP/2 connections closed after `clients.keepalive_timeout`; `h2c` for prior knowledge.
+fn http_proxy(config: &Config, conf: &Arc<ServerConf>, lb: Lb, h2c: bool) -> HttpProxy<Lb> {
+    let mut proxy = pingora_proxy::http_proxy(conf, lb);
+    proxy.h2_options = Some(h2::options(&config.clients.http2));
+    let mut options = HttpServerOptions::default();
+    options.h2c = h2c;
+    options.h2_idle_timeout = Some(config.clients.keepalive_timeout.0);
+    proxy.server_options = Some(options);
+    proxy
+}
+
+fn tls_acceptor(index: usize, tls: &crate::config::TlsConf) -> Result<(Acceptor, Arc<CertStore>), StartError> {
     let store = CertStore::load(&tls.certificates).map_err(|(i, e)| StartError::Listener {
         index,
         message: format!("tls.certificates[{i}].{}: {}", e.field, e.message),
@@ -95,7 +113,7 @@ fn tls_settings(index: usize, tls: &crate::config::TlsConf) -> Result<(TlsSettin
     })?;
     settings.set_cert_resolver(Arc::clone(&store) as Arc<_>);
     settings.set_alpn(if tls.http2 { ALPN::H2H1 } else { ALPN::H1 });
-    Ok((settings, store))
+    Ok((settings.build(), store))
 }
 
 /// The proxy service of `config` with its listeners, and the certificate stores to watch.
@@ -105,67 +123,47 @@ pub fn proxy_service(
     parts: Parts,
 ) -> Result<(Service<ProxyApp>, Vec<Arc<CertStore>>), StartError> {
     let trusted = Arc::new(config.trusted_proxies.clone());
-    let rules = config
+    let mut rules = Vec::new();
+    let mut stores = Vec::new();
+    for (index, l) in config.listeners.iter().enumerate() {
+        let rule = ListenerRule::new(
+            l.address.0,
+            false,
+            l.h2c,
+            l.proxy_protocol,
+            l.max_connections,
+            Arc::clone(&trusted),
+        );
+        rules.push(match &l.tls {
+            Some(tls) => {
+                let (acceptor, store) = tls_acceptor(index, tls)?;
+                stores.push(store);
+                rule.with_tls(acceptor)
+            }
+            None => rule,
+        });
+    }
+    let h1 = http_proxy(config, conf, parts.lb.clone(), false);
+    let direct = parts.lb.direct_enabled().then(|| parts.lb.clone());
+    let h2c = config
         .listeners
         .iter()
-        .map(|l| {
-            let tls = l.tls.is_some();
-            ListenerRule::new(
-                l.address.0,
-                tls,
-                l.h2c,
-                l.proxy_protocol,
-                l.max_connections,
-                Arc::clone(&trusted),
-            )
-        })
-        .collect();
-    let h1 = pingora_proxy::http_proxy(conf, parts.lb.clone());
-    let direct = parts.lb.direct_enabled().then(|| parts.lb.clone());
-    let h2c = config.listeners.iter().any(|l| l.h2c).then(|| {
-        let mut proxy = pingora_proxy::http_proxy(conf, parts.lb);
-        let mut options = HttpServerOptions::default();
-        options.h2c = true;
-        proxy.server_options = Some(options);
-        proxy
-    });
-    let client = client_rules(config);
-    let header_timeout = client.header_timeout;
+        .any(|l| l.h2c)
+        .then(|| http_proxy(config, conf, parts.lb, true));
     let front = Front::new(
         h1,
         h2c,
         direct,
         rules,
-        client,
+        client_rules(config),
         Arc::clone(&parts.life.traffic),
         parts.front_stats,
         parts.access_log,
     );
     let mut service = Service::new("lb proxy".to_string(), Draining::new(front, parts.life));
-    let mut stores = Vec::new();
-    for (index, listener) in config.listeners.iter().enumerate() {
+    for listener in &config.listeners {
         let endpoint = ListenerConfig::tcp(listener.address.to_string()).l4_buffer(L4BufferSettings::unbuffered());
-        match &listener.tls {
-            Some(tls) => {
-                let (settings, store) = tls_settings(index, tls)?;
-                stores.push(store);
-                service.add_listener(endpoint.tls(settings));
-            }
-            None => service.add_listener(endpoint),
-        }
-    }
-    let proxied_tls: Vec<_> = config
-        .listeners
-        .iter()
-        .filter(|l| l.tls.is_some() && l.proxy_protocol)
-        .map(|l| l.address.0)
-        .collect();
-    if !proxied_tls.is_empty() {
-        service.endpoints().set_pre_tls_callback(Arc::new(ProxyBeforeTls {
-            addresses: proxied_tls,
-            trusted,
-            timeout: header_timeout,
-        }));
+        service.add_listener(endpoint);
     }
     Ok((service, stores))
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`server`]: wiring: the Pingora server, listeners, background services.
 //! - [`lifecycle`]: in-flight requests, draining, readiness, early exit, pid file.
-//! - [`listeners`]: the proxy service: the front, TLS listeners, PROXY protocol before TLS.
+//! - [`listeners`]: the proxy service: the front, TLS listeners, the HTTP/2 limits.
+//! - [`logging`]: the log, with Pingora's accept failures told once per run.
 //! - [`signals`]: SIGHUP, an in-place reload; the open files limit.
 //! - [`memory`]: the allocator's background threads, restarted after a fork.
 //! - [`preflight`]: checks of the machine before start-up (ports, user, paths).
@@ -13,6 +14,7 @@
 
 pub(crate) mod lifecycle;
 pub(crate) mod listeners;
+pub mod logging;
 pub(crate) mod memory;
 pub mod preflight;
 pub mod probe;

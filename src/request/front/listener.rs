@@ -1,18 +1,16 @@
 //! Per-listener rules of the front: which listener a connection came in on (TLS or not, h2c,
-//! PROXY protocol), the cap on its open connections, and the PROXY header of TLS listeners,
-//! which arrives before the handshake and so is read by a pre-TLS callback.
+//! PROXY protocol), the cap on its open connections, its TLS acceptor, and the PROXY header of
+//! TLS listeners, which arrives before the handshake.
 
 use super::conn::Conn;
 use super::proxy_protocol;
 use crate::config::Cidr;
-use async_trait::async_trait;
-use pingora_core::listeners::PreTlsProcess;
+use pingora_core::listeners::tls::Acceptor;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream, UniqueID};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the front knows of one listener.
@@ -30,6 +28,8 @@ pub struct ListenerRule {
     open: Arc<AtomicUsize>,
     /// Peers trusted to name the client; empty: any.
     trusted: Arc<Vec<Cidr>>,
+    /// TLS listeners: the handshake's settings (certificates by SNI, ALPN).
+    acceptor: Option<Arc<Acceptor>>,
 }
 
 impl ListenerRule {
@@ -50,7 +50,20 @@ impl ListenerRule {
             max_connections,
             open: Arc::new(AtomicUsize::new(0)),
             trusted,
+            acceptor: None,
         }
+    }
+
+    /// The rule with TLS handshakes made by `acceptor`.
+    pub fn with_tls(mut self, acceptor: Acceptor) -> Self {
+        self.tls = true;
+        self.acceptor = Some(Arc::new(acceptor));
+        self
+    }
+
+    /// The TLS acceptor of a TLS listener.
+    pub fn acceptor(&self) -> Option<&Acceptor> {
+        self.acceptor.as_deref()
     }
 
     /// A slot for a new connection, unless the listener is full.
@@ -67,6 +80,11 @@ impl ListenerRule {
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Peers trusted to name the client; empty: any.
+    pub fn trusted(&self) -> &[Cidr] {
+        &self.trusted
     }
 
     /// Whether the TCP peer of `conn` may name the client in a PROXY header.
@@ -114,8 +132,12 @@ pub fn find(rules: &[ListenerRule], local: SocketAddr) -> Option<&ListenerRule> 
     })
 }
 
-/// Refuses a connection over its listener's cap: a 503 to an HTTP/1 client, then close.
-pub async fn refuse_full(mut stream: Stream) -> Option<Stream> {
+/// Refuses a connection over its listener's cap: a 503 to an HTTP/1 client, then close; a TLS
+/// connection closes at once, before its handshake (which is what a flood costs most).
+pub async fn refuse_full(mut stream: Stream, tls: bool) -> Option<Stream> {
+    if tls {
+        return None;
+    }
     let body = "503 Service Unavailable: too many connections on this listener\n";
     let resp = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
@@ -128,49 +150,20 @@ pub async fn refuse_full(mut stream: Stream) -> Option<Stream> {
     None
 }
 
-/// Reads the PROXY header of TLS listeners' connections before the handshake.
-pub struct ProxyBeforeTls {
-    /// TLS listeners that expect a PROXY header.
-    pub addresses: Vec<SocketAddr>,
-    /// Peers trusted to name the client; empty: any.
-    pub trusted: Arc<Vec<Cidr>>,
-    /// How long the header may take.
-    pub timeout: Duration,
-}
-
-#[async_trait]
-impl PreTlsProcess for ProxyBeforeTls {
-    async fn process(&self, stream: &mut L4Stream) -> pingora_error::Result<()> {
-        let digest = stream.get_socket_digest();
-        let local = digest
-            .as_ref()
-            .and_then(|d| d.local_addr())
-            .and_then(|a| a.as_inet().copied());
-        let expected = local.is_some_and(|l| {
-            self.addresses
-                .iter()
-                .any(|a| *a == l || (a.port() == l.port() && a.ip().is_unspecified()))
-        });
-        if !expected {
-            return Ok(());
-        }
-        let read = tokio::time::timeout(self.timeout, read_header(stream)).await;
-        let fail = |why: String| pingora_error::Error::explain(pingora_error::ErrorType::AcceptError, why);
-        let (source, rest) = match read {
-            Ok(Ok(found)) => found,
-            Ok(Err(why)) => return Err(fail(format!("PROXY protocol: {why}"))),
-            Err(_) => return Err(fail("PROXY protocol: no header in time".into())),
-        };
-        stream.rewind(&rest);
-        if let Some(source) = source.filter(|_| trusts(&self.trusted, digest.as_deref())) {
-            let replaced = SocketDigest::from_raw_fd(stream.id());
-            let _ = replaced
-                .peer_addr
-                .set(Some(pingora_core::protocols::l4::socket::SocketAddr::Inet(source)));
-            stream.set_socket_digest(replaced);
-        }
-        Ok(())
+/// Reads the PROXY header of a TLS listener's connection, before the handshake: its source
+/// becomes the client when the peer is trusted; the bytes read past it are put back.
+pub async fn proxy_before_tls(stream: &mut L4Stream, trusted: &[Cidr]) -> Result<(), String> {
+    let digest = stream.get_socket_digest();
+    let (source, rest) = read_header(stream).await?;
+    stream.rewind(&rest);
+    if let Some(source) = source.filter(|_| trusts(trusted, digest.as_deref())) {
+        let replaced = SocketDigest::from_raw_fd(stream.id());
+        let _ = replaced
+            .peer_addr
+            .set(Some(pingora_core::protocols::l4::socket::SocketAddr::Inet(source)));
+        stream.set_socket_digest(replaced);
     }
+    Ok(())
 }
 
 /// Reads a PROXY header off `stream`: the source it names and the bytes read past it.

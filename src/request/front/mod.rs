@@ -7,6 +7,8 @@
 //! takes the connection back for the next one. Routing, picking and proxying stay in `proxy`.
 //!
 //! - [`conn`]: the connection wrapper that hands one request at a time to Pingora.
+//! - [`h2`]: the watch over HTTP/2 connections (control-frame floods, errors sent).
+//! - [`hostile`]: counters of the clients cut off, by reason.
 //! - [`head`]: strict parsing and checks of a request head (RFC 9112).
 //! - [`chunked`]: where a chunked body ends, strictly.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers.
@@ -17,7 +19,9 @@
 
 pub mod chunked;
 pub mod conn;
+pub mod h2;
 pub mod head;
+pub mod hostile;
 pub mod linger;
 pub mod listener;
 pub mod park;
@@ -29,10 +33,13 @@ use crate::request::traffic::Traffic;
 use async_trait::async_trait;
 use conn::Conn;
 use head::{Framing, Head, HeadError, Limits, TargetForm};
+use hostile::Reason;
 use listener::{ListenerRule, Slot};
 use park::{Lot, Wait, Woken};
 use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::listeners::tls::Acceptor;
 use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use reject::Refusal;
@@ -71,6 +78,10 @@ pub struct ClientRules {
     pub max_body: Option<u64>,
     /// How a connection closes while the client may still be sending; `None`: at once.
     pub linger: Option<linger::Linger>,
+    /// Time for a TLS handshake, the PROXY header before it included.
+    pub handshake_timeout: Duration,
+    /// HTTP/2 frames without requests or bodies a connection may send per second.
+    pub h2_control_frames: u32,
 }
 
 /// lb's own handling of the common request (`proxy::direct`).
@@ -398,6 +409,41 @@ where
         }
     }
 
+    /// The TLS handshake of a connection on a TLS listener (its PROXY header first, where the
+    /// listener expects one), within `clients.handshake_timeout`; `None` when it fails or stalls.
+    async fn handshake(&self, stream: Stream, rule: &ListenerRule, acceptor: &Acceptor) -> Option<Stream> {
+        let deadline = Instant::now() + self.rules.handshake_timeout;
+        let peer = stream.get_socket_digest().and_then(|d| d.peer_addr().cloned());
+        let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
+            log::error!("a TLS listener's connection is not a TCP stream");
+            return None;
+        };
+        let shake = async {
+            if rule.proxy_protocol {
+                listener::proxy_before_tls(&mut l4, rule.trusted())
+                    .await
+                    .map_err(|why| format!("bad PROXY protocol header: {why}"))?;
+            }
+            acceptor.tls_handshake(*l4).await.map_err(|e| e.to_string())
+        };
+        let failed = match timeout_at(deadline, shake).await {
+            Ok(Ok(tls)) => return Some(Box::new(tls)),
+            Ok(Err(why)) => (Reason::HandshakeFailed, why),
+            Err(_) => (
+                Reason::HandshakeTimeout,
+                "no handshake within clients.handshake_timeout".into(),
+            ),
+        };
+        hostile::count(failed.0);
+        // Scanners and broken clients make these by the thousand: not an error of lb's.
+        log::debug!(
+            "TLS handshake with {} failed: {}",
+            peer.map_or_else(|| "?".to_string(), |p| p.to_string()),
+            failed.1
+        );
+        None
+    }
+
     /// Whether `conn` starts with the HTTP/2 preface (h2c with prior knowledge); `None` when the
     /// client went away or stayed silent past `deadline`.
     async fn is_h2c(&self, conn: &mut Conn, deadline: Instant) -> Option<bool> {
@@ -477,15 +523,22 @@ where
 {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let rule = self.rule_of(&stream);
+        // Admitted before any work, the TLS handshake included: a flood of connections over the
+        // cap costs an accept and a close each.
         let _slot = match rule.map_or(Some(Slot::unlimited()), ListenerRule::admit) {
             Some(slot) => slot,
             None => {
                 self.stats.count(503);
-                return listener::refuse_full(stream).await;
+                return listener::refuse_full(stream, rule.is_some_and(|r| r.tls)).await;
             }
         };
+        let stream = match rule.and_then(|r| Some((r, r.acceptor()?))) {
+            Some((rule, acceptor)) => self.handshake(stream, rule, acceptor).await?,
+            None => stream,
+        };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.app.process_new(stream, shutdown).await;
+            let watched = h2::H2Conn::new(stream, self.rules.h2_control_frames);
+            return self.app.process_new(Box::new(watched), shutdown).await;
         }
         let first_deadline = Instant::now() + self.rules.header_timeout;
         let mut conn = Box::new(Conn::new(stream));
@@ -495,7 +548,8 @@ where
         if let (Some(h2c), true) = (&self.h2c_app, rule.is_some_and(|r| r.h2c)) {
             if self.is_h2c(&mut conn, first_deadline).await? {
                 conn.pass_through();
-                return h2c.process_new(conn, shutdown).await;
+                let watched = h2::H2Conn::new(conn, self.rules.h2_control_frames);
+                return h2c.process_new(Box::new(watched), shutdown).await;
             }
         }
         // The connection continues in a task of its own: Pingora's task for it (several KiB,

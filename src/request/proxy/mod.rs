@@ -12,6 +12,7 @@ mod upstreams;
 
 use crate::config::{Algorithm, Cidr};
 use crate::request::access_log::AccessLog;
+use crate::request::front::hostile::{self, Reason};
 use crate::request::front::{conn, TOO_LARGE};
 use crate::request::pool::Pool;
 use crate::request::route::{Routing, Target};
@@ -40,6 +41,9 @@ const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 /// be kept (nginx's `lingering_timeout`); after that the connection is closed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a 408 for a body that drips says.
+const BODY_TOO_SLOW: &str = "the request body arrives slower than clients.body_min_rate";
+
 /// Settings of the proxy that come from outside the pools.
 #[derive(Debug, Clone, Default)]
 pub struct Edge {
@@ -51,6 +55,12 @@ pub struct Edge {
     pub direct: bool,
     /// Idle backend connections kept by lb's own request loop, at most.
     pub upstream_keepalive: usize,
+    /// Each write to the client, at most (`clients.send_timeout`); zero: no limit.
+    pub send_timeout: Duration,
+    /// Slowest request body in bytes per second beyond `body_timeout`; 0: no such limit.
+    pub body_min_rate: u64,
+    /// `clients.body_timeout`, the time a body has before `body_min_rate` counts.
+    pub body_timeout: Duration,
 }
 
 /// The load balancer: a live routing table over pools.
@@ -166,6 +176,9 @@ impl Lb {
     fn prepare(&self, downstream: &mut ServerSession) {
         downstream.set_close_on_response_before_downstream_finish(false);
         downstream.set_total_drain_timeout(Some(DRAIN_TIMEOUT));
+        if !self.edge.send_timeout.is_zero() {
+            downstream.set_write_timeout(Some(self.edge.send_timeout));
+        }
         if self.traffic.draining() || conn::of(downstream).is_some_and(|c| c.is_last()) {
             downstream.set_keepalive(None);
         }
@@ -358,11 +371,33 @@ impl Lb {
         }
     }
 
+    /// Whether the request body so far (`ctx.body_bytes` since the request came) is slower
+    /// than `clients.body_min_rate` allows: the whole body has `body_timeout` plus a second for
+    /// every `body_min_rate` bytes (Apache's `mod_reqtimeout`). gRPC streams are long-lived by
+    /// design and left alone.
+    fn body_too_slow(&self, req: &RequestHeader, ctx: &Ctx) -> bool {
+        let (rate, Some(started)) = (self.edge.body_min_rate, ctx.started) else {
+            return false;
+        };
+        let grpc = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if rate == 0 || grpc {
+            return false;
+        }
+        let earned = Duration::from_millis(ctx.body_bytes.saturating_mul(1000) / rate);
+        started.elapsed() > self.edge.body_timeout.saturating_add(earned)
+    }
+
     /// Whether `e` is logged at `info` (a failure on the client's side, as nginx) rather than
     /// as Pingora's error line; logs it if so.
     fn client_side(&self, downstream: &ServerSession, e: &Error) -> bool {
         if e.esource() != &ErrorSource::Downstream {
             return false;
+        }
+        if e.etype() == &ErrorType::WriteTimedout {
+            hostile::count(Reason::SendTimeout);
         }
         ::log::info!("client side: {e}, {}", downstream.request_summary());
         true
@@ -418,9 +453,17 @@ impl ProxyHttp for Lb {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
-        if self.edge.max_body.is_some_and(|max| ctx.body_bytes > max) && !session.as_downstream().was_upgraded() {
+        if session.as_downstream().was_upgraded() {
+            return Ok(());
+        }
+        if self.edge.max_body.is_some_and(|max| ctx.body_bytes > max) {
             session.as_downstream_mut().set_keepalive(None);
             return Err(Error::explain(ErrorType::HTTPStatus(413), TOO_LARGE));
+        }
+        if self.body_too_slow(session.req_header(), ctx) {
+            hostile::count(Reason::BodyTooSlow);
+            session.as_downstream_mut().set_keepalive(None);
+            return Err(Error::explain(ErrorType::HTTPStatus(408), BODY_TOO_SLOW).into_down());
         }
         Ok(())
     }

@@ -98,11 +98,21 @@ pub fn status_for(e: &Error) -> u16 {
         | (ErrorSource::Upstream, HandshakeError | BindError | SocketError | ConnectProxyFailure) => 503,
         (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => 504,
         (ErrorSource::Upstream, _) => 502,
+        // A body whose framing breaks (the front's chunked checks) is the client's bad request.
+        (ErrorSource::Downstream, ReadError) if malformed(e) => 400,
         (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => 0,
         (ErrorSource::Downstream, ReadTimedout) => 408,
         (ErrorSource::Downstream, _) => 400,
         (ErrorSource::Internal | ErrorSource::Unset, _) => 500,
     }
+}
+
+/// Whether `e` comes from bytes that break HTTP's framing (`InvalidData` from the front's
+/// connection), rather than from the connection itself.
+fn malformed(e: &Error) -> bool {
+    e.root_cause()
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
 }
 
 #[cfg(test)]
