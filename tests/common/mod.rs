@@ -6,11 +6,13 @@ pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod daemon;
+pub mod h2raw;
 pub mod load;
 pub mod raw;
 /// The random generator the unit tests use too (one file).
 #[path = "../../src/testing/rng.rs"]
 pub mod rng;
+pub mod watch;
 pub mod webdriver;
 pub mod ws;
 
