@@ -354,13 +354,20 @@ fn hostile_client_limits_have_their_defaults_and_refuse_what_http2_cannot_take()
     let c = &config.clients;
     assert_eq!(
         (c.handshake_timeout.0, c.send_timeout.0, c.body_min_rate.0),
-        (std::time::Duration::from_secs(10), std::time::Duration::from_secs(60), 500)
+        (
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(60),
+            500
+        )
     );
     assert_eq!(c.http2, crate::config::Http2Conf::default());
     assert_eq!(c.http2.max_concurrent_streams, 100);
     let with = |c: &str| format!("{GOOD}clients: {c}\n");
     for (clients, error) in [
-        ("{handshake_timeout: 0s}", "clients.handshake_timeout: must be longer than 0"),
+        (
+            "{handshake_timeout: 0s}",
+            "clients.handshake_timeout: must be longer than 0",
+        ),
         ("{send_timeout: 0s}", "clients.send_timeout: must be longer than 0"),
         (
             "{http2: {max_concurrent_streams: 0}}",
@@ -370,10 +377,22 @@ fn hostile_client_limits_have_their_defaults_and_refuse_what_http2_cannot_take()
             "{http2: {max_header_list_size: 10}}",
             "clients.http2.max_header_list_size: must be from 1KiB to 16MiB",
         ),
-        ("{http2: {header_table_size: 2MiB}}", "clients.http2.header_table_size: must be at most 1MiB"),
-        ("{http2: {max_pending_resets: 0}}", "clients.http2.max_pending_resets: must be at least 1"),
-        ("{http2: {max_control_frames: 0}}", "clients.http2.max_control_frames: must be at least 1"),
-        ("{http2: {max_streams: 5}}", "clients.http2.max_streams: unknown field `max_streams`"),
+        (
+            "{http2: {header_table_size: 2MiB}}",
+            "clients.http2.header_table_size: must be at most 1MiB",
+        ),
+        (
+            "{http2: {max_pending_resets: 0}}",
+            "clients.http2.max_pending_resets: must be at least 1",
+        ),
+        (
+            "{http2: {max_control_frames: 0}}",
+            "clients.http2.max_control_frames: must be at least 1",
+        ),
+        (
+            "{http2: {max_streams: 5}}",
+            "clients.http2.max_streams: unknown field `max_streams`",
+        ),
     ] {
         assert_error(&with(clients), error);
     }

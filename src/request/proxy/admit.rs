@@ -1,13 +1,15 @@
 //! Admission: the one decision, for both request loops, of what becomes of a request once its
 //! head is read — lb answers it itself ([`Answer`]), or it is proxied to a route's pool, and
 //! whether lb's own loop may take it. Every answer lb gives without a backend is decided here, in
-//! this order: a bad `Host` (400), `Max-Forwards: 0` (the final recipient's answer), no route
+//! this order: a bad `Host` (400), too many header fields (431, for HTTP/2: the front counted
+//! HTTP/1's), `Max-Forwards: 0` (the final recipient's answer), no route
 //! (404), a declared body over `clients.max_body_size` (413, checked before the route's guards
 //! as nginx checks `client_max_body_size` before its rewrite phase), then the route's
 //! [`Guard`](crate::request::guard::Guard)s in their order. Writing an answer is
 //! [`Lb::answer`]'s, the same for both loops.
 
 use super::{forwarded, is_tls, policy, respond, Ctx, Lb};
+use crate::request::front::head::MAX_FIELDS;
 use crate::request::front::TOO_LARGE;
 use crate::request::guard::{Answer, Asked};
 use crate::request::route::Target;
@@ -59,6 +61,15 @@ impl Lb {
             let answer = Answer::Text {
                 status: 400,
                 detail: why,
+                close: true,
+            };
+            return Admission::answer(answer, None);
+        }
+        // HTTP/1 heads were counted by the front; an HTTP/2 head meets the same limit here.
+        if req.headers.len() > MAX_FIELDS {
+            let answer = Answer::Text {
+                status: 431,
+                detail: "the request has more header fields than lb takes",
                 close: true,
             };
             return Admission::answer(answer, None);
