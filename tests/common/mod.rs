@@ -6,6 +6,7 @@ pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod daemon;
+pub mod hostile;
 pub mod load;
 pub mod raw;
 /// The random generator the unit tests use too (one file).
