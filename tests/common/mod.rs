@@ -7,6 +7,7 @@ pub mod certs;
 pub mod client;
 pub mod daemon;
 pub mod h2raw;
+pub mod hostile;
 pub mod load;
 pub mod raw;
 /// The random generator the unit tests use too (one file).

@@ -18,6 +18,7 @@
 //! without framing goes to the client chunked, and informational responses pass.
 
 use super::admit::{Admission, Loop};
+use super::upstream_response::{framed_twice, FRAMED_TWICE};
 use super::{forwarded, peer_ip, policy, respond, Attempt, Ctx, Lb};
 use crate::request::front::conn::Conn;
 use crate::request::front::head::Framing;
@@ -94,6 +95,10 @@ impl Lb {
             upstream.write_timeout = peer.options.write_timeout;
             match self.exchange(downstream, &mut upstream, ctx).await {
                 Ok(()) => {
+                    if ctx.closes_upstream() {
+                        upstream.shutdown().await;
+                        return Ok(());
+                    }
                     upstream.respect_keepalive();
                     if let (Some(stream), Some(addr)) = (upstream.reuse().await, addr) {
                         self.direct.upstreams.put(addr, stream, peer.options.idle_timeout);
@@ -146,6 +151,9 @@ impl Lb {
                 HttpTask::Header(mut header, end) => {
                     self.response_head(downstream, &mut header, end, ctx)
                         .map_err(|e| Failed { e, answered })?;
+                    if !header.status.is_informational() && framed_twice(&upstream.get_headers_raw_bytes()) {
+                        ctx.distrust = Some(FRAMED_TWICE);
+                    }
                     answered = true;
                     h1(downstream)?.write_response_header(header).await.map_err(down)?;
                     end
@@ -168,6 +176,7 @@ impl Lb {
             };
             if end {
                 h1(downstream)?.finish_body().await.map_err(down)?;
+                self.response_done(downstream, ctx);
                 return Ok(());
             }
         }
@@ -203,7 +212,7 @@ impl Lb {
         end: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        self.observe_upstream_response(header, ctx);
+        self.upstream_response(header, ctx)?;
         // A response that ends when the backend closes goes on chunked, so the client
         // connection can stay (as Pingora's proxy does).
         let no_body =
@@ -291,7 +300,7 @@ impl Direct for Lb {
         };
         match served {
             Ok(()) => {
-                self.record(&downstream, None, &ctx);
+                self.record(&downstream, None, &mut ctx);
                 drop(ctx);
                 let reusable = downstream.finish().await.ok().flatten();
                 Served::Done(reusable.map(|r| r.into_parts().0))
@@ -301,7 +310,7 @@ impl Direct for Lb {
                 if code > 0 {
                     respond::send_error(&mut downstream, code).await;
                 }
-                self.record(&downstream, Some(&e), &ctx);
+                self.record(&downstream, Some(&e), &mut ctx);
                 Served::Done(None)
             }
         }

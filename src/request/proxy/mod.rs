@@ -8,6 +8,7 @@ mod forwarded;
 mod log;
 mod policy;
 mod respond;
+mod upstream_response;
 mod upstreams;
 
 use crate::config::{Algorithm, Cidr};
@@ -125,6 +126,18 @@ pub struct Ctx {
     upstream_time: Option<Duration>,
     /// Request body bytes received so far.
     body_bytes: u64,
+    /// Informational responses the current attempt got so far.
+    informational: u32,
+    /// Whether the current attempt was counted in passive health already.
+    counted: bool,
+    /// Why the current attempt's backend connection is not trusted with another request although
+    /// its response went to the client (counted as the backend's failure, logged).
+    distrust: Option<&'static str>,
+    /// Whether the backend gave its final answer before the client's request body was all read:
+    /// what it did not read must not be taken for the next request, so the connection is closed.
+    early: bool,
+    /// The current attempt's backend socket on Pingora's loop (from `connected_to_upstream`).
+    upstream_fd: Option<std::os::unix::io::RawFd>,
     /// Whether response writes were switched to go out at once.
     streaming: bool,
     /// Keeps the request counted as in flight until the context is dropped.
@@ -145,8 +158,27 @@ impl Ctx {
             .is_some_and(|p| self.tried.len() <= p.retries && p.try_retry())
     }
 
-    /// Counts the current attempt as failed: passive health and, for `least_time`, a slow one.
-    fn attempt_failed(&self) {
+    /// A new attempt starts: nothing of the previous one's response carries over.
+    fn attempt_begins(&mut self) {
+        self.informational = 0;
+        self.counted = false;
+        self.distrust = None;
+        self.early = false;
+        self.upstream_fd = None;
+    }
+
+    /// Whether the current attempt's backend connection must be closed after its response rather
+    /// than kept for another request: the same rule on both loops.
+    fn closes_upstream(&self) -> bool {
+        self.distrust.is_some() || self.early
+    }
+
+    /// Counts the current attempt as failed, once: passive health and, for `least_time`, a slow
+    /// one.
+    fn attempt_failed(&mut self) {
+        if std::mem::replace(&mut self.counted, true) {
+            return;
+        }
         let (Some(lease), Some(pool)) = (&self.lease, &self.pool) else {
             return;
         };
@@ -156,6 +188,42 @@ impl Ctx {
             let took = self.attempt_started.map(|t| t.elapsed()).unwrap_or_default();
             state.latency.observe(took.max(FAILURE_PENALTY));
         }
+    }
+
+    /// Counts the current attempt as a success, unless it was counted already: at the end of a
+    /// whole response, so that a response cut short or distrusted after a good head still
+    /// counts as a failure in a row.
+    fn attempt_succeeded(&mut self) {
+        if std::mem::replace(&mut self.counted, true) {
+            return;
+        }
+        if let (Some(lease), Some(pool)) = (&self.lease, &self.pool) {
+            pool.attempt_succeeded(lease.state());
+        }
+    }
+}
+
+impl Lb {
+    /// [`Lb::response_done`] on Pingora's loop, which owns the backend connection: one that
+    /// must not be kept gets its request stream ended, so that Pingora's next write of the
+    /// request body fails and Pingora closes it instead of pooling it.
+    fn pingora_response_done(&self, session: &mut Session, ctx: &mut Ctx) {
+        self.response_done(session.as_downstream_mut(), ctx);
+        if ctx.closes_upstream() {
+            if let Some(fd) = ctx.upstream_fd.take() {
+                end_request_stream(fd);
+            }
+        }
+    }
+}
+
+/// Ends the request stream of Pingora's backend connection `fd` (its `FIN`): the backend learns
+/// that no more of the request comes, and the next request body write fails, so that Pingora
+/// closes the connection instead of pooling it. Pingora's loop owns the connection; its hooks
+/// only see the socket.
+fn end_request_stream(fd: std::os::unix::io::RawFd) {
+    if let Err(e) = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write) {
+        ::log::debug!("could not end the request stream: {e}");
     }
 }
 
@@ -226,6 +294,7 @@ impl Lb {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "backend is not an IP address"))?;
         ctx.tried.push(picked.backend.addr);
         ctx.lease = Some(picked.lease);
+        ctx.attempt_begins();
         ctx.attempt_started = Some(Instant::now());
         Ok(peer)
     }
@@ -247,28 +316,35 @@ impl Lb {
         Ok(RequestHeader::from(upstream_request))
     }
 
-    /// Counts the backend's response header: its time, and passive health.
-    fn observe_upstream_response(&self, upstream_response: &ResponseHeader, ctx: &mut Ctx) {
+    /// Checks a response head from the backend ([`upstream_response::refusal`]: a broken one is
+    /// the backend's error, a 502) and counts it: an informational one against the limit; a final
+    /// one's time, a 5xx as a failed attempt (a success is counted when the response is whole,
+    /// in [`Lb::record`]).
+    fn upstream_response(&self, upstream_response: &ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        if let Some(why) = upstream_response::refusal(upstream_response, ctx.informational) {
+            return Err(Error::explain(ErrorType::InvalidHTTPHeader, why).into_up());
+        }
+        let status = upstream_response.status.as_u16();
+        if upstream_response.status.is_informational() && status != 101 {
+            ctx.informational += 1;
+            return Ok(());
+        }
         let (Some(pool), Some(lease), Some(started)) = (&ctx.pool, &ctx.lease, ctx.attempt_started) else {
-            return;
+            return Ok(());
         };
         let took = started.elapsed();
         ctx.upstream_time = Some(took);
         pool.stats().upstream_response.observe(took);
         // What HAProxy's layer-7 observation counts as a failed answer (501 and 505 are about
         // the request).
-        let failed = matches!(upstream_response.status.as_u16(), 500 | 502 | 503 | 504);
-        if failed {
-            pool.attempt_failed(lease.state());
+        if matches!(status, 500 | 502 | 503 | 504) {
+            // A quick 5xx is no sign of a good backend: for least_time it counts as a slow
+            // attempt (in `attempt_failed`).
+            ctx.attempt_failed();
         } else {
-            pool.attempt_succeeded(lease.state());
+            lease.state().latency.observe(took);
         }
-        // A quick 5xx is no sign of a good backend: for least_time it counts as a slow attempt.
-        let slow = failed && pool.algorithm == Algorithm::LeastTime;
-        lease
-            .state()
-            .latency
-            .observe(if slow { took.max(FAILURE_PENALTY) } else { took });
+        Ok(())
     }
 
     /// The response as the client gets it: no hop-by-hop fields, one `Content-Length`, the
@@ -306,6 +382,14 @@ impl Lb {
         Ok(())
     }
 
+    /// The backend's response is whole: if the client's request body is not all read by now, the
+    /// backend answered without it (an early `413`, a `200` that ignores it), and the connection
+    /// must not carry another request, since what it did not read would be taken for one. A
+    /// backend that streams its answer while it reads (an echo) ends after the request does.
+    fn response_done(&self, downstream: &mut ServerSession, ctx: &mut Ctx) {
+        ctx.early = !downstream.is_body_done();
+    }
+
     /// A response body that comes in more than one piece goes to the client as it comes.
     fn stream_body(&self, downstream: &ServerSession, end_of_stream: bool, ctx: &mut Ctx) {
         if !end_of_stream && !ctx.streaming {
@@ -322,7 +406,7 @@ impl Lb {
     /// budget; a failure after the request went out only for an idempotent request whose body is
     /// still buffered, after a reused connection failed (Pingora's policy), and never once the
     /// response has started. A retry is logged at `warn`, as Pingora does.
-    fn try_again(&self, downstream: &ServerSession, e: &Error, ctx: &Ctx, attempt: Attempt) -> bool {
+    fn try_again(&self, downstream: &ServerSession, e: &Error, ctx: &mut Ctx, attempt: Attempt) -> bool {
         let upstream = e.esource() == &ErrorSource::Upstream;
         // A client that went away is not the backend's failure.
         if upstream || attempt == Attempt::Connect {
@@ -346,17 +430,32 @@ impl Lb {
     }
 
     /// Counts the finished request, logs its failure (if it failed) and writes its access log
-    /// line: the end of every request on both loops.
-    fn record(&self, downstream: &ServerSession, e: Option<&Error>, ctx: &Ctx) {
-        if let Some(e) = e {
-            if !self.client_side(downstream, e) {
+    /// line: the end of every request on both loops. A failure is logged once, at `error`,
+    /// naming the last backend tried; so is a response that went to the client whole but whose
+    /// backend is distrusted (counted as that backend's failure).
+    fn record(&self, downstream: &ServerSession, e: Option<&Error>, ctx: &mut Ctx) {
+        let backend = ctx.tried.last().map_or_else(|| "-".to_string(), |a| a.to_string());
+        match (e, ctx.distrust) {
+            (Some(e), _) => {
+                if !self.client_side(downstream, e) {
+                    ::log::error!(
+                        "Fail to proxy: {e}, status: {}, tries: {}, backend: {backend}, {}",
+                        respond::status_for(e),
+                        ctx.tried.len(),
+                        downstream.request_summary()
+                    );
+                }
+            }
+            (None, Some(why)) => {
                 ::log::error!(
-                    "Fail to proxy: {e}, status: {}, tries: {}, {}",
-                    respond::status_for(e),
+                    "Distrusted response: {why}, connection closed, status: {}, tries: {}, backend: {backend}, {}",
+                    downstream.response_written().map_or(0, |r| r.status.as_u16()),
                     ctx.tried.len(),
                     downstream.request_summary()
                 );
+                ctx.attempt_failed();
             }
+            (None, None) => ctx.attempt_succeeded(),
         }
         if let Some(pool) = &ctx.pool {
             if let Some(resp) = downstream.response_written() {
@@ -479,7 +578,19 @@ impl ProxyHttp for Lb {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        self.observe_upstream_response(upstream_response, ctx);
+        self.upstream_response(upstream_response, ctx)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_fd = Some(fd);
         Ok(())
     }
 
@@ -489,7 +600,12 @@ impl ProxyHttp for Lb {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        self.edit_response(session.as_downstream_mut(), upstream_response, ctx)
+        self.edit_response(session.as_downstream_mut(), upstream_response, ctx)?;
+        let head = session.req_header().method == http::Method::HEAD;
+        if policy::bodiless(head, upstream_response) {
+            self.pingora_response_done(session, ctx);
+        }
+        Ok(())
     }
 
     fn response_body_filter(
@@ -500,6 +616,9 @@ impl ProxyHttp for Lb {
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
         self.stream_body(session.as_downstream(), end_of_stream, ctx);
+        if end_of_stream {
+            self.pingora_response_done(session, ctx);
+        }
         Ok(None)
     }
 

@@ -131,6 +131,13 @@ pub fn single_content_length(resp: &mut ResponseHeader) -> pingora_error::Result
     Ok(())
 }
 
+/// Whether `resp` (a final response, to a `HEAD` request when `head`) has no body: RFC 9112
+/// §6.3's bodiless statuses and methods, or a `Content-Length` of 0.
+pub fn bodiless(head: bool, resp: &ResponseHeader) -> bool {
+    head || matches!(resp.status.as_u16(), 204 | 304)
+        || resp.headers.get(CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
+}
+
 /// `Location` of redirect mode: the same path and query on `backend`.
 pub fn backend_location(req: &RequestHeader, backend: SocketAddr, tls: bool) -> String {
     let scheme = if tls { "https" } else { "http" };
