@@ -32,7 +32,8 @@ use tokio::sync::Mutex;
 /// Reads the configuration again (file and command-line overrides), validated.
 pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
-/// How often heartbeat renewals reach the state file at most.
+/// How long an answered heartbeat may wait for the state file: renewals are written with the
+/// next change or once the oldest unwritten one is this old, so at most once per period.
 const RENEWALS_EVERY: Duration = Duration::from_secs(1);
 
 /// The desired state behind the live table.
@@ -42,9 +43,26 @@ struct Desired {
     changes: Changes,
     /// Backends found by discovery, by pool: the last good set of each.
     discovered: BTreeMap<String, Vec<BackendConf>>,
-    /// TTL renewals not yet written.
-    renewed: bool,
-    renewals_written: Instant,
+    /// When the oldest heartbeat answered but not yet in the state file was answered.
+    unwritten_renewal: Option<Instant>,
+    /// When the timer's last write of heartbeats failed: it tries again a period later, not at
+    /// every tick.
+    flush_failed: Option<Instant>,
+}
+
+impl Desired {
+    /// Notes that the state file holds the whole state, answered heartbeats included.
+    fn written(&mut self) {
+        self.unwritten_renewal = None;
+        self.flush_failed = None;
+    }
+
+    /// Whether the timer writes the answered heartbeats now: one has waited a period, and the
+    /// timer's last failed try, if any, is a period old.
+    fn flush_due(&self) -> bool {
+        let waited = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() >= RENEWALS_EVERY);
+        waited(self.unwritten_renewal) && (self.flush_failed.is_none() || waited(self.flush_failed))
+    }
 }
 
 /// The control plane's view of the pools, and the only writer of the routing table.
@@ -67,7 +85,8 @@ pub struct Applied {
     pub result: &'static str,
     /// The backend after the change (before it, for a removal).
     pub backend: Option<BackendView>,
-    /// Whether the change is in the state file (false without one).
+    /// Whether the change is kept in the state file (false without one): written before this
+    /// answer, or for a heartbeat that only moves a deadline, within about a second.
     pub persisted: bool,
 }
 
@@ -240,8 +259,8 @@ impl Runtime {
                 config,
                 changes: Changes::default(),
                 discovered: BTreeMap::new(),
-                renewed: false,
-                renewals_written: Instant::now(),
+                unwritten_renewal: None,
+                flush_failed: None,
             }),
             store: state_file.filter(|_| config_cluster.is_none()).map(StateFile::new),
             loader,
@@ -332,6 +351,9 @@ impl Runtime {
         }
     }
 
+    /// Writes `changes` to the state file (durable when it returns `Ok`): `Ok(false)` without
+    /// one; a 503 when it cannot be written (a read-only or full disk...), which the caller
+    /// turns into "nothing changed". The previous file stays whole either way.
     fn persist(&self, changes: &Changes) -> Result<bool, Refusal> {
         let Some(store) = &self.store else { return Ok(false) };
         store.save(changes).map(|()| true).map_err(|e| {
@@ -340,8 +362,28 @@ impl Runtime {
                 store.path().display()
             );
             error!("{msg}");
-            Refusal::new(500, msg)
+            Refusal::new(503, msg)
         })
+    }
+
+    /// Writes `changes`, the state after a change through the API with `effect`, before it is
+    /// answered. A heartbeat that only moves a deadline is answered first and written with the
+    /// next write, unless an unwritten one has waited [`RENEWALS_EVERY`] already: then it is
+    /// written now (and refused if it cannot be), so no answered heartbeat waits much longer.
+    fn write_change(&self, desired: &mut Desired, changes: &Changes, effect: Effect) -> Result<bool, Refusal> {
+        if self.store.is_none() {
+            return Ok(false);
+        }
+        if effect == Effect::Renewed {
+            let since = *desired.unwritten_renewal.get_or_insert_with(Instant::now);
+            if since.elapsed() < RENEWALS_EVERY {
+                return Ok(true);
+            }
+        }
+        self.persist(changes)?;
+        // The whole state was written: the heartbeats waiting with it too.
+        desired.written();
+        Ok(true)
     }
 
     /// Restores the state file's changes (start-up, and after an upgrade's hand-over), made to
@@ -368,8 +410,8 @@ impl Runtime {
     /// the current ones. The pools already have them: a failed write is logged (by
     /// [`Runtime::persist`]) and retried with the next change.
     fn commit(&self, desired: &mut Desired, changes: Changes) {
-        if changes != desired.changes {
-            let _ = self.persist(&changes);
+        if changes != desired.changes && self.persist(&changes).is_ok() {
+            desired.written();
         }
         desired.changes = changes;
     }
@@ -392,13 +434,12 @@ impl Runtime {
         }
         let members = changes::members(conf, changes.pools.get(pool));
         changes::check_members(pool, conf, &members)?;
+        // Written (to etcd, or the state file and its directory fsynced) before the pool changes
+        // and the client hears of it: an answered change survives a crash.
         let persisted = if self.cluster.is_some() {
             self.share(&desired.changes, &changes, pool, addr).await?
-        } else if effect == Effect::Renewed {
-            desired.renewed = true;
-            self.store.is_some()
         } else {
-            self.persist(&changes)?
+            self.write_change(&mut desired, &changes, effect)?
         };
         live.set_members(&members);
         desired.changes = changes;
@@ -443,15 +484,19 @@ impl Runtime {
         }
         changes.pools.retain(|_, pc| !pc.is_empty());
         if expired.is_empty() {
-            if desired.renewed && desired.renewals_written.elapsed() >= RENEWALS_EVERY {
-                desired.renewed = self.persist(&desired.changes).is_err();
-                desired.renewals_written = Instant::now();
+            if desired.flush_due() {
+                match self.persist(&desired.changes) {
+                    Ok(_) => desired.written(),
+                    Err(_) => desired.flush_failed = Some(Instant::now()),
+                }
             }
             return;
         }
         // The backends are gone whatever the disk says: a failed write is logged (by persist)
         // and retried with the next renewal or change.
-        desired.renewed = self.persist(&changes).is_err();
+        if self.persist(&changes).is_ok() {
+            desired.written();
+        }
         let table = self.routing.load();
         for (name, addr, ttl) in expired {
             if let (Some(pool), Some(conf)) = (table.pools.get(&name), desired.config.upstreams.get(&name)) {

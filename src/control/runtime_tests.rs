@@ -154,8 +154,10 @@ async fn a_change_that_cannot_be_written_or_checked_is_refused_and_changes_nothi
         .apply("web", addr("127.0.0.2:80"), register(None))
         .await
         .expect_err("refused");
-    assert_eq!(refused.status, 500, "{refused}");
+    assert_eq!(refused.status, 503, "{refused}");
     assert!(refused.message.contains("nothing was changed"), "{refused}");
+    assert!(refused.message.contains(&state.display().to_string()), "{refused}");
+    assert!(refused.message.contains("os error"), "{refused}");
     assert_eq!(members(&rt, "web").await, before);
     assert_eq!(rt.routing().load().pools["web"].states().all().len(), 1);
 
@@ -172,6 +174,98 @@ async fn a_change_that_cannot_be_written_or_checked_is_refused_and_changes_nothi
     assert_eq!(refused.status, 404, "{refused}");
     assert_eq!(members(&rt, "web").await, before);
     assert!(rt.events().list().is_empty(), "a refusal is no event");
+    std::fs::remove_dir_all(dir).expect("clean up");
+}
+
+/// The deadline of backend `addr` of pool web in the state file at `path`.
+fn written_deadline(path: &Path, backend: SocketAddr) -> Option<u64> {
+    let kept = StateFile::new(path).load();
+    kept.pools.get("web")?.registered(backend)?.expires_at_ms
+}
+
+/// The deadline of backend `addr` of pool web in the runtime's changes.
+async fn deadline_of(rt: &Runtime, backend: SocketAddr) -> Option<u64> {
+    let desired = rt.desired.lock().await;
+    desired.changes.pools.get("web")?.registered(backend)?.expires_at_ms
+}
+
+/// Heartbeats `addr` (TTL 60 s) until its deadline moves (the wall clock has ticked since the
+/// last one); returns the answer and the deadline it set.
+async fn heartbeat(rt: &Runtime, backend: SocketAddr) -> (Result<Applied, Refusal>, Option<u64>) {
+    let before = deadline_of(rt, backend).await;
+    loop {
+        let answer = rt.apply("web", backend, register(Some(Duration::from_secs(60)))).await;
+        let now = deadline_of(rt, backend).await;
+        if answer.is_err() || now != before {
+            return (answer, now);
+        }
+    }
+}
+
+/// Makes the oldest unwritten heartbeat `age` old.
+async fn age_unwritten(rt: &Runtime, age: Duration) {
+    let mut desired = rt.desired.lock().await;
+    assert!(desired.unwritten_renewal.is_some(), "a heartbeat waits");
+    desired.unwritten_renewal = Instant::now().checked_sub(age);
+}
+
+#[tokio::test]
+async fn a_heartbeat_is_answered_before_it_is_written_but_none_waits_unwritten_past_a_second() {
+    let dir = scratch("heartbeats");
+    let state = dir.join("state.json");
+    let file = Arc::new(StdMutex::new(WEB.to_string()));
+    let rt = runtime_of(WEB, &file, Some(&state));
+    let b = addr("127.0.0.2:80");
+    rt.apply("web", b, register(Some(Duration::from_secs(60))))
+        .await
+        .expect("registered");
+    let first = written_deadline(&state, b).expect("written before the answer");
+
+    // Answered at once, written later: by the timer a second after it...
+    let (answer, second) = heartbeat(&rt, b).await;
+    assert_eq!(answer.expect("renewed").result, "renewed");
+    assert_eq!(written_deadline(&state, b), Some(first), "not written yet");
+    rt.expire_at(unix_ms()).await;
+    assert_eq!(written_deadline(&state, b), Some(first), "not due yet");
+    age_unwritten(&rt, RENEWALS_EVERY).await;
+    rt.expire_at(unix_ms()).await;
+    assert_eq!(written_deadline(&state, b), second, "written once due");
+    assert!(rt.desired.lock().await.unwritten_renewal.is_none());
+
+    // ... or with the next change.
+    let (_, third) = heartbeat(&rt, b).await;
+    let heavier = Change::Update(Update {
+        weight: Some(2),
+        ..Update::default()
+    });
+    rt.apply("web", b, heavier).await.expect("changed");
+    assert_eq!(written_deadline(&state, b), third, "written with the change");
+
+    // A heartbeat that finds one unwritten for a second writes first, and is refused, changing
+    // nothing, when it cannot.
+    heartbeat(&rt, b).await.0.expect("renewed");
+    age_unwritten(&rt, RENEWALS_EVERY).await;
+    std::fs::remove_dir_all(&dir).expect("the state file's directory gone");
+    let before = rt.desired.lock().await.changes.clone();
+    let (refused, _) = heartbeat(&rt, b).await;
+    let refused = refused.expect_err("refused");
+    assert_eq!(refused.status, 503, "{refused}");
+    assert!(refused.message.contains("nothing was changed"), "{refused}");
+    assert_eq!(rt.desired.lock().await.changes, before, "the deadline did not move");
+    // The timer fails too, and tries again a second later, not at every tick.
+    rt.expire_at(unix_ms()).await;
+    let failed = rt.desired.lock().await.flush_failed;
+    assert!(failed.is_some(), "the timer tried");
+    rt.expire_at(unix_ms()).await;
+    assert_eq!(
+        rt.desired.lock().await.flush_failed,
+        failed,
+        "and did not try again at once"
+    );
+    std::fs::create_dir_all(&dir).expect("the directory back");
+    let (answer, fourth) = heartbeat(&rt, b).await;
+    assert_eq!(answer.expect("renewed").result, "renewed");
+    assert_eq!(written_deadline(&state, b), fourth, "written before the answer");
     std::fs::remove_dir_all(dir).expect("clean up");
 }
 

@@ -3,13 +3,15 @@
 //! status. Changes themselves are the runtime's transactions.
 
 use super::{assets, input, Admin, Reply, Request, MAX_BODY};
-use crate::control::changes::Change;
+use crate::control::changes::{Change, Refusal};
 use crate::control::metrics::CONTENT_TYPE as METRICS_TYPE;
 use crate::control::{events, overview};
 use serde::Serialize;
 use serde_json::json;
 
 const JSON: &str = "application/json";
+/// The `Retry-After` of a change refused because the store cannot take it now, in seconds.
+const RETRY_AFTER_S: u64 = 1;
 
 fn reply(status: u16, body: &impl Serialize) -> Reply {
     let mut body = serde_json::to_vec_pretty(body).unwrap_or_else(|_| b"{}".to_vec());
@@ -199,8 +201,19 @@ async fn backend(admin: &Admin, req: &Request<'_>, pool: &str, addr: &str) -> Re
     }
     match admin.runtime.apply(&pool, addr, change).await {
         Ok(applied) => reply(if applied.result == "created" { 201 } else { 200 }, &applied),
-        Err(refusal) => error(refusal.status, refusal.message),
+        Err(refusal) => refused(refusal),
     }
+}
+
+/// The answer to a change the runtime refused. A 503 means the store (the state file, etcd)
+/// cannot take changes now and nothing changed: worth retrying, so it says when, as lb's other
+/// 503s do.
+fn refused(refusal: Refusal) -> Reply {
+    let mut r = error(refusal.status, refusal.message);
+    if refusal.status == 503 {
+        r.headers.push(("retry-after", RETRY_AFTER_S.to_string()));
+    }
+    r
 }
 
 async fn reload(admin: &Admin) -> Reply {
