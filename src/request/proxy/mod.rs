@@ -1,35 +1,33 @@
-//! The `ProxyHttp` implementation: each hook is a few lines that hand off to routing, the pool,
-//! the edge policies, the forwarding headers or the error responses. Pools and algorithms live
-//! elsewhere; so does the client connection itself (`front`).
+//! The proxy: the semantics of a proxied request, shared by Pingora's loop (the `ProxyHttp`
+//! hooks in [`hooks`]) and lb's own ([`direct`]): admission, picking and retrying, the headers
+//! both ways, passive health, the error answers, the log. Pools and algorithms live elsewhere;
+//! so does the client connection itself (`front`).
 
 mod admit;
+mod ctx;
 pub mod direct;
 mod forwarded;
+mod hooks;
 mod log;
 mod policy;
 mod respond;
 mod upstream_response;
 mod upstreams;
 
-use crate::config::{Algorithm, Cidr};
+pub use ctx::Ctx;
+
+use crate::config::Cidr;
 use crate::request::access_log::AccessLog;
+use crate::request::front::conn;
 use crate::request::front::hostile::{self, Reason};
-use crate::request::front::{conn, TOO_LARGE};
-use crate::request::pool::Pool;
 use crate::request::route::{Routing, Target};
-use crate::request::selection::load::Lease;
-use crate::request::traffic::{InflightGuard, Traffic};
-use admit::{Admission, Loop};
-use async_trait::async_trait;
-use bytes::Bytes;
+use crate::request::traffic::Traffic;
 use http::request::Parts;
-use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
+use pingora_proxy::Session;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,104 +101,6 @@ enum Attempt {
     /// The exchange failed on a connection that was `reused` from the pool, after the response
     /// to the client began (`answered`) or before.
     Exchange { reused: bool, answered: bool },
-}
-
-/// Per-request state.
-#[derive(Default)]
-pub struct Ctx {
-    /// The route's target.
-    target: Option<Arc<Target>>,
-    /// The pool the request was routed to.
-    pool: Option<Arc<Pool>>,
-    /// The client (through trusted proxies).
-    client: Option<IpAddr>,
-    /// Backends tried so far, in order.
-    tried: Vec<SocketAddr>,
-    /// The slot held on the current attempt's backend; replaced on a retry, dropped at the end.
-    lease: Option<Lease>,
-    /// When the current attempt started.
-    attempt_started: Option<Instant>,
-    /// When the request arrived.
-    started: Option<Instant>,
-    /// From the current attempt's start to the backend's response header.
-    upstream_time: Option<Duration>,
-    /// Request body bytes received so far.
-    body_bytes: u64,
-    /// Informational responses the current attempt got so far.
-    informational: u32,
-    /// Whether the current attempt was counted in passive health already.
-    counted: bool,
-    /// Why the current attempt's backend connection is not trusted with another request although
-    /// its response went to the client (counted as the backend's failure, logged).
-    distrust: Option<&'static str>,
-    /// Whether the backend gave its final answer before the client's request body was all read:
-    /// what it did not read must not be taken for the next request, so the connection is closed.
-    early: bool,
-    /// The current attempt's backend socket on Pingora's loop (from `connected_to_upstream`).
-    upstream_fd: Option<std::os::unix::io::RawFd>,
-    /// Whether response writes were switched to go out at once.
-    streaming: bool,
-    /// Keeps the request counted as in flight until the context is dropped.
-    _inflight: Option<InflightGuard>,
-}
-
-impl Ctx {
-    /// The request goes to (or was answered on) route `target`.
-    fn routed(&mut self, target: Arc<Target>) {
-        self.pool = Some(Arc::clone(&target.pool));
-        self.target = Some(target);
-    }
-
-    /// Whether another attempt is allowed: within the pool's retries and its retry budget.
-    fn may_retry(&self) -> bool {
-        self.pool
-            .as_ref()
-            .is_some_and(|p| self.tried.len() <= p.retries && p.try_retry())
-    }
-
-    /// A new attempt starts: nothing of the previous one's response carries over.
-    fn attempt_begins(&mut self) {
-        self.informational = 0;
-        self.counted = false;
-        self.distrust = None;
-        self.early = false;
-        self.upstream_fd = None;
-    }
-
-    /// Whether the current attempt's backend connection must be closed after its response rather
-    /// than kept for another request: the same rule on both loops.
-    fn closes_upstream(&self) -> bool {
-        self.distrust.is_some() || self.early
-    }
-
-    /// Counts the current attempt as failed, once: passive health and, for `least_time`, a slow
-    /// one.
-    fn attempt_failed(&mut self) {
-        if std::mem::replace(&mut self.counted, true) {
-            return;
-        }
-        let (Some(lease), Some(pool)) = (&self.lease, &self.pool) else {
-            return;
-        };
-        let state = lease.state();
-        pool.attempt_failed(state);
-        if pool.algorithm == Algorithm::LeastTime {
-            let took = self.attempt_started.map(|t| t.elapsed()).unwrap_or_default();
-            state.latency.observe(took.max(FAILURE_PENALTY));
-        }
-    }
-
-    /// Counts the current attempt as a success, unless it was counted already: at the end of a
-    /// whole response, so that a response cut short or distrusted after a good head still
-    /// counts as a failure in a row.
-    fn attempt_succeeded(&mut self) {
-        if std::mem::replace(&mut self.counted, true) {
-            return;
-        }
-        if let (Some(lease), Some(pool)) = (&self.lease, &self.pool) {
-            pool.attempt_succeeded(lease.state());
-        }
-    }
 }
 
 impl Lb {
@@ -500,192 +400,5 @@ impl Lb {
         }
         ::log::info!("client side: {e}, {}", downstream.request_summary());
         true
-    }
-}
-
-#[async_trait]
-impl ProxyHttp for Lb {
-    type CTX = Ctx;
-
-    /// No downstream modules: Pingora would add a disabled compression module whose per-request
-    /// set-up and filter calls cost ~1k instructions for nothing.
-    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
-
-    fn new_ctx(&self) -> Ctx {
-        Ctx {
-            _inflight: Some(self.traffic.enter()),
-            started: Some(Instant::now()),
-            ..Ctx::default()
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // Keep the client connection when a response starts before the request body has been
-        // read (an echoing or early-answering backend), as nginx does; Pingora would close it.
-        self.prepare(session.as_downstream_mut());
-        let req = session.req_header();
-        ctx.client = forwarded::real_client(req, peer_ip(session.as_downstream()), &self.edge.trusted_proxies);
-        match self.admit(session.as_downstream(), ctx.client, Loop::Pingora) {
-            Admission::Proxy(target) => {
-                ctx.routed(target);
-                Ok(false)
-            }
-            Admission::Answer { answer, target } => {
-                if let Some(target) = target {
-                    ctx.routed(target);
-                }
-                self.answer(session.as_downstream_mut(), ctx, answer).await?;
-                Ok(true)
-            }
-            Admission::ToPingora => Err(Error::explain(
-                ErrorType::InternalError,
-                "admission sent Pingora's loop to itself",
-            )),
-        }
-    }
-
-    async fn request_body_filter(
-        &self,
-        session: &mut Session,
-        body: &mut Option<Bytes>,
-        _end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
-        if session.as_downstream().was_upgraded() {
-            return Ok(());
-        }
-        if self.edge.max_body.is_some_and(|max| ctx.body_bytes > max) {
-            session.as_downstream_mut().set_keepalive(None);
-            return Err(Error::explain(ErrorType::HTTPStatus(413), TOO_LARGE));
-        }
-        if self.body_too_slow(session.req_header(), ctx) {
-            hostile::count(Reason::BodyTooSlow);
-            session.as_downstream_mut().set_keepalive(None);
-            return Err(Error::explain(ErrorType::HTTPStatus(408), BODY_TOO_SLOW).into_down());
-        }
-        Ok(())
-    }
-
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let upgrade = session.as_downstream().is_upgrade_req();
-        self.next_peer(session.req_header(), upgrade, ctx).await
-    }
-
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        self.upstream_response(upstream_response, ctx)
-    }
-
-    async fn connected_to_upstream(
-        &self,
-        _session: &mut Session,
-        _reused: bool,
-        _peer: &HttpPeer,
-        fd: std::os::unix::io::RawFd,
-        _digest: Option<&pingora_core::protocols::Digest>,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        ctx.upstream_fd = Some(fd);
-        Ok(())
-    }
-
-    async fn response_filter(
-        &self,
-        session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        self.edit_response(session.as_downstream_mut(), upstream_response, ctx)?;
-        let head = session.req_header().method == http::Method::HEAD;
-        if policy::bodiless(head, upstream_response) {
-            self.pingora_response_done(session, ctx);
-        }
-        Ok(())
-    }
-
-    fn response_body_filter(
-        &self,
-        session: &mut Session,
-        _body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<Option<Duration>> {
-        self.stream_body(session.as_downstream(), end_of_stream, ctx);
-        if end_of_stream {
-            self.pingora_response_done(session, ctx);
-        }
-        Ok(None)
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
-        let parts = forwarded::without_case(std::mem::replace(upstream_request, placeholder));
-        *upstream_request = self.upstream_request(session.as_downstream(), parts, ctx)?;
-        Ok(())
-    }
-
-    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
-        if self.try_again(session.as_downstream(), &e, ctx, Attempt::Connect) {
-            e.set_retry(true);
-        }
-        e
-    }
-
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<Error>,
-        ctx: &mut Ctx,
-        client_reused: bool,
-    ) -> Box<Error> {
-        let mut e = e.more_context(format!("Peer: {peer}"));
-        let answered = session.as_downstream().response_written().is_some();
-        let attempt = Attempt::Exchange {
-            reused: client_reused,
-            answered,
-        };
-        let retry = self.try_again(session.as_downstream(), &e, ctx, attempt);
-        if retry {
-            e.retry.decide_reuse(client_reused);
-        } else {
-            e.set_retry(false);
-        }
-        e
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        self.record(session.as_downstream(), e, ctx);
-    }
-
-    /// lb logs a failed request itself, in [`Lb::record`], the same for both loops.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _e: &Error) -> bool {
-        true
-    }
-
-    /// lb logs a retried attempt itself, in [`Lb::try_again`], the same for both loops.
-    fn suppress_proxy_warn_log(&self, _: &Session, _: &Ctx, _: &Error, context: ProxyWarnLogContext) -> bool {
-        context == ProxyWarnLogContext::UpstreamRetry
-    }
-
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
-        let code = respond::status_for(e);
-        if code > 0 {
-            respond::send_error(session.as_downstream_mut(), code).await;
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
     }
 }
