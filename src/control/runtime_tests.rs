@@ -189,17 +189,16 @@ async fn deadline_of(rt: &Runtime, backend: SocketAddr) -> Option<u64> {
     desired.changes.pools.get("web")?.registered(backend)?.expires_at_ms
 }
 
-/// Heartbeats `addr` (TTL 60 s) until its deadline moves (the wall clock has ticked since the
-/// last one); returns the answer and the deadline it set.
+/// One heartbeat of `addr` (TTL 60 s): the answer and the deadline it set.
 async fn heartbeat(rt: &Runtime, backend: SocketAddr) -> (Result<Applied, Refusal>, Option<u64>) {
+    // One heartbeat, once the clock has moved past the last deadline's millisecond (one in the
+    // same millisecond would not move it, and a second try would be another heartbeat).
     let before = deadline_of(rt, backend).await;
-    loop {
-        let answer = rt.apply("web", backend, register(Some(Duration::from_secs(60)))).await;
-        let now = deadline_of(rt, backend).await;
-        if answer.is_err() || now != before {
-            return (answer, now);
-        }
+    while before.is_some_and(|b| crate::clock::unix_ms() + 60_000 <= b) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let answer = rt.apply("web", backend, register(Some(Duration::from_secs(60)))).await;
+    (answer, deadline_of(rt, backend).await)
 }
 
 /// Makes the oldest unwritten heartbeat `age` old.
