@@ -182,6 +182,7 @@ impl Cli {
             clients: ClientConf::default(),
             trusted_proxies: Vec::new(),
             cluster: None,
+            request_id: Default::default(),
         })
     }
 

@@ -4,7 +4,10 @@
 mod admin;
 mod clients;
 mod listener;
+mod observe;
 mod route;
+mod route_check;
+pub mod rules;
 mod server;
 mod types;
 mod upstream;
@@ -13,7 +16,11 @@ mod validate;
 pub use admin::AdminConf;
 pub use clients::{ClientConf, Http2Conf};
 pub use listener::{CertPair, Listener, TlsConf};
-pub use route::{RateKey, RateLimitConf, Route};
+pub use observe::{KeepId, RequestIdConf};
+pub use route::{
+    AccessConf, BasicAuthConf, CompressConf, Encoding, MirrorConf, Percent, RateKey, RateLimitConf, Route, SplitBy,
+    SplitConf,
+};
 pub use server::ServerSettings;
 pub use types::{Addr, Cidr, Dur, HashKey, Size, StatusSet};
 pub use upstream::{
@@ -95,6 +102,9 @@ pub struct Config {
     /// API's changes stay in this instance and its `admin.state_file`).
     #[serde(default)]
     pub cluster: Option<ClusterConf>,
+    /// Request ids (`X-Request-Id`): generated, or kept from a trusted proxy.
+    #[serde(default)]
+    pub request_id: RequestIdConf,
 }
 
 /// A mapping of names that refuses a name given twice (serde's maps would keep the last one

@@ -2,14 +2,13 @@
 //! range, pools are not empty, hash algorithms have a key. The first problem is reported.
 
 use super::{
-    Algorithm, Config, ConfigError, HealthCheckConf, Listener, Route, SameSite, StickyConf, Timeouts, Upstream,
-    MAX_WEIGHT,
+    Algorithm, Config, ConfigError, HealthCheckConf, Listener, SameSite, StickyConf, Timeouts, Upstream, MAX_WEIGHT,
 };
 use std::collections::HashSet;
 
-type Problem = (String, String);
+pub(super) type Problem = (String, String);
 
-fn problem(path: impl Into<String>, message: impl Into<String>) -> Result<(), Problem> {
+pub(super) fn problem(path: impl Into<String>, message: impl Into<String>) -> Result<(), Problem> {
     Err((path.into(), message.into()))
 }
 
@@ -89,38 +88,15 @@ impl Config {
                 "with more than one upstream, routes must say which requests go where",
             );
         }
+        let mut names = HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
-            self.check_route(&format!("routes[{i}]"), route)?;
-        }
-        Ok(())
-    }
-
-    fn check_route(&self, path: &str, route: &Route) -> Result<(), Problem> {
-        if !self.upstreams.contains_key(&route.upstream) {
-            let names: Vec<&str> = self.upstreams.keys().map(String::as_str).collect();
-            let msg = format!("no upstream named {:?} (defined: {})", route.upstream, names.join(", "));
-            return problem(format!("{path}.upstream"), msg);
-        }
-        if let Some(prefix) = &route.path_prefix {
-            if !prefix.starts_with('/') {
-                return problem(format!("{path}.path_prefix"), format!("{prefix:?} must start with /"));
+            let path = format!("routes[{i}]");
+            self.check_route(&path, route)?;
+            if let Some(name) = &route.name {
+                if !names.insert(name) {
+                    return problem(format!("{path}.name"), format!("{name:?} names another route too"));
+                }
             }
-        }
-        if let Some(host) = &route.host {
-            check_host_pattern(host).or_else(|msg| problem(format!("{path}.host"), msg))?;
-        }
-        if let Some(limit) = &route.rate_limit {
-            let rps = limit.requests_per_second;
-            if !(rps.is_finite() && rps > 0.0 && rps <= 1e9) {
-                return problem(format!("{path}.rate_limit.requests_per_second"), "must be above 0");
-            }
-            if limit.burst == Some(0) {
-                return problem(format!("{path}.rate_limit.burst"), "must be at least 1");
-            }
-        }
-        if route.https_redirect.is_some() && !self.listeners.iter().any(|l| l.tls.is_some()) {
-            let msg = "there is no TLS listener to redirect to";
-            return problem(format!("{path}.https_redirect"), msg);
         }
         Ok(())
     }
@@ -146,21 +122,6 @@ fn check_listener(path: &str, listener: &Listener) -> Result<(), Problem> {
         }
     }
     Ok(())
-}
-
-fn check_host_pattern(host: &str) -> Result<(), String> {
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{host:?} is not a host name (write e.g. example.com or *.example.com, no port)"
-        ))
-    }
 }
 
 fn check_upstream(name: &str, upstream: &Upstream, max_retries: usize) -> Result<(), Problem> {

@@ -18,7 +18,8 @@ use crate::request::guard::{Guard, HttpsRedirect, RateLimit, RedirectMode};
 use crate::request::member::Source;
 use crate::request::pool::{Pool, PoolLive};
 use crate::request::rate_limit::RateLimiter;
-use crate::request::route::{Router, Routing, Table, Target};
+use crate::request::route::{Matcher, Router, Routing, Table, Target};
+use crate::request::rules::Rules;
 use log::{error, info, warn};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -158,12 +159,15 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
         .map(|l| l.address.0.port());
     let mut router = Router::new();
     for route in &config.routes {
-        if let Some(pool) = pools.get(&route.upstream) {
+        if let Some(pool) = route.upstreams().first().and_then(|name| pools.get(*name)) {
             let target = Target {
+                name: route.name.as_deref().map(Arc::from),
                 guards: guards(route, https_port),
+                rules: Rules::of(route),
                 ..Target::to(Arc::clone(pool))
             };
-            router.push(route.host.as_deref(), route.path_prefix.as_deref(), Arc::new(target));
+            let matcher = Matcher::of(&route.matches, route.host(), route.path_prefix());
+            router.push_matcher(matcher, Arc::new(target));
         }
     }
     if config.routes.is_empty() {

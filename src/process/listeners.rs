@@ -85,6 +85,7 @@ pub fn edge(config: &Config) -> Edge {
         direct: std::env::var_os(PROXY_PATH_ENV).is_none_or(|path| path != "pingora"),
         upstream_keepalive: config.server.upstream_keepalive_pool_size,
         send_timeout: config.clients.send_timeout.0,
+        request_id: (config.request_id.enabled).then(|| (config.request_id.header.0.clone(), config.request_id.keep)),
         body_min_rate: config.clients.body_min_rate.0,
         body_timeout: config.clients.body_timeout.0,
     }

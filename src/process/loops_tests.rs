@@ -39,8 +39,8 @@ async fn through_front(direct: bool, requests: &[&str]) -> (String, [(&'static s
     let pool = Arc::new(Pool::from_config("web", &config.upstreams["web"]).expect("pool"));
     let mut table = Table::default();
     let target = Target {
-        pool: Arc::clone(&pool),
         guards: vec![Box::new(Teapot)],
+        ..Target::to(Arc::clone(&pool))
     };
     table.router.push(None, None, Arc::new(target));
     table.pools.insert("web".into(), pool);

@@ -4,7 +4,9 @@
 //!   HTTP/1 keep-alive loop with strict request heads, limits and timeouts.
 //! - [`rate_limit`]: per-key token buckets (GCRA) for routes' rate limits.
 //! - [`proxy`]: the `ProxyHttp` implementation (routing, peer choice, retries, headers, errors).
-//! - [`route`]: host / path-prefix routing table, and the live table of pools the proxy reads.
+//! - [`route`]: the routing table (match conditions, first match wins), and the live table of
+//!   pools the proxy reads.
+//! - [`rules`]: a route's request and response rules (path rewrites, header edits, variables).
 //! - [`guard`]: a route's checks before its pool (HTTPS redirect, rate limit, redirect mode).
 //! - [`pool`]: a running pool: membership, balancer, key source, slots and wait queue, peers.
 //! - [`selection`]: balancing algorithms (Pingora `BackendSelection`s) and live backend state.
@@ -26,6 +28,7 @@ pub mod pool;
 pub(crate) mod proxy;
 pub(crate) mod rate_limit;
 pub mod route;
+pub(crate) mod rules;
 pub(crate) mod selection;
 pub(crate) mod stats;
 pub(crate) mod tls;

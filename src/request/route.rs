@@ -1,26 +1,37 @@
-//! The routing table: host and path-prefix rules, first match wins. It only picks a target;
-//! what happens on no match (404) is the proxy's business. [`Routing`] holds the live table of
-//! pools and rules the proxy reads on every request and a reload replaces at once.
+//! The routing table: each rule a set of match conditions (host, path prefix or regex, methods,
+//! headers, query parameters), first match wins. It only picks a target; what happens on no
+//! match (404) is the proxy's business. [`Routing`] holds the live table of pools and rules the
+//! proxy reads on every request and a reload replaces at once.
 
+use crate::config::rules::{MatchConf, Pattern, ValueMatch};
 use crate::request::guard::Guard;
 use crate::request::pool::Pool;
+use crate::request::rules::Rules;
+use http::{HeaderName, Method};
+use pingora_http::RequestHeader;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Where a route leads, and what happens on the way.
 pub struct Target {
+    /// The route's name, if it has one.
+    pub name: Option<Arc<str>>,
     /// The pool that serves it.
     pub pool: Arc<Pool>,
     /// What the request passes first, in order (HTTPS redirect, rate limit, redirect mode).
     pub guards: Vec<Box<dyn Guard>>,
+    /// How the request and the response change on the way.
+    pub rules: Rules,
 }
 
 impl Target {
     /// A plain route to `pool`.
     pub fn to(pool: Arc<Pool>) -> Self {
         Target {
+            name: None,
             pool,
             guards: Vec::new(),
+            rules: Rules::default(),
         }
     }
 }
@@ -82,9 +93,85 @@ impl HostMatch {
     }
 }
 
-struct Rule<T> {
+/// What a request must look like for a rule to match: every condition given.
+#[derive(Debug, Clone)]
+pub struct Matcher {
     host: HostMatch,
     prefix: Option<String>,
+    regex: Option<Pattern>,
+    methods: Option<Vec<Method>>,
+    headers: Vec<(HeaderName, ValueMatch)>,
+    query: Vec<(String, ValueMatch)>,
+}
+
+impl Matcher {
+    /// Conditions on the host and the path prefix only (`None`: any).
+    pub fn simple(host: Option<&str>, prefix: Option<&str>) -> Self {
+        Matcher {
+            host: HostMatch::new(host),
+            prefix: prefix.map(str::to_string),
+            regex: None,
+            methods: None,
+            headers: Vec::new(),
+            query: Vec::new(),
+        }
+    }
+
+    /// The conditions of `conf`, with the host and prefix given (wherever the route wrote them).
+    pub fn of(conf: &MatchConf, host: Option<&str>, prefix: Option<&str>) -> Self {
+        Matcher {
+            regex: conf.path_regex.clone(),
+            methods: conf.methods.as_ref().map(|m| m.iter().map(|m| m.0.clone()).collect()),
+            headers: conf.headers.0.iter().map(|(n, m)| (n.0.clone(), m.clone())).collect(),
+            query: conf.query.0.clone(),
+            ..Matcher::simple(host, prefix)
+        }
+    }
+
+    /// Whether `req` (for `host`, its port stripped) meets every condition.
+    fn matches(&self, req: &RequestHeader, host: Option<&str>) -> bool {
+        let path = req.uri.path();
+        self.host.matches(host)
+            && self.prefix.as_deref().is_none_or(|p| path.starts_with(p))
+            && self.methods.as_ref().is_none_or(|m| m.contains(&req.method))
+            && self.regex.as_ref().is_none_or(|r| r.0.is_match(path))
+            && self.headers.iter().all(|(name, want)| header_matches(req, name, want))
+            && self
+                .query
+                .iter()
+                .all(|(name, want)| query_matches(req.uri.query(), name, want))
+    }
+}
+
+/// Whether header `name` of `req` is as `want` says (any of its values, for a value).
+fn header_matches(req: &RequestHeader, name: &HeaderName, want: &ValueMatch) -> bool {
+    let mut values = req.headers.get_all(name).iter();
+    match want {
+        ValueMatch::Present(present) => values.next().is_some() == *present,
+        ValueMatch::Exact(text) => values.any(|v| v.as_bytes() == text.as_bytes()),
+        ValueMatch::Regex(re) => values.any(|v| v.to_str().is_ok_and(|v| re.0.is_match(v))),
+    }
+}
+
+/// Whether parameter `name` of `query` is as `want` says (any of its values, percent-decoded).
+fn query_matches(query: Option<&str>, name: &str, want: &ValueMatch) -> bool {
+    let mut values = query.unwrap_or("").split('&').filter_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(key) == name).then(|| decode(value))
+    });
+    match want {
+        ValueMatch::Present(present) => values.next().is_some() == *present,
+        ValueMatch::Exact(text) => values.any(|v| v == *text),
+        ValueMatch::Regex(re) => values.any(|v| re.0.is_match(&v)),
+    }
+}
+
+fn decode(text: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy()
+}
+
+struct Rule<T> {
+    matcher: Matcher,
     target: T,
 }
 
@@ -101,11 +188,12 @@ impl<T> Router<T> {
 
     /// Appends a rule; `None` for host or prefix means "any".
     pub fn push(&mut self, host: Option<&str>, prefix: Option<&str>, target: T) {
-        self.rules.push(Rule {
-            host: HostMatch::new(host),
-            prefix: prefix.map(str::to_string),
-            target,
-        });
+        self.push_matcher(Matcher::simple(host, prefix), target);
+    }
+
+    /// Appends a rule with `matcher`'s conditions.
+    pub fn push_matcher(&mut self, matcher: Matcher, target: T) {
+        self.rules.push(Rule { matcher, target });
     }
 
     /// Every rule's target, in order.
@@ -113,12 +201,13 @@ impl<T> Router<T> {
         self.rules.iter().map(|r| &r.target)
     }
 
-    /// The target of the first rule matching `host` (a `Host` header, port allowed) and `path`.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&T> {
-        let host = host.map(strip_port);
+    /// The target of the first rule `req` matches (its host from the target or `Host`, port
+    /// allowed).
+    pub fn find(&self, req: &RequestHeader) -> Option<&T> {
+        let host = crate::request::request_host(req).map(strip_port);
         self.rules
             .iter()
-            .find(|r| r.host.matches(host) && r.prefix.as_deref().is_none_or(|p| path.starts_with(p)))
+            .find(|r| r.matcher.matches(req, host))
             .map(|r| &r.target)
     }
 }
@@ -142,46 +231,5 @@ fn strip_port(host: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table() -> Router<&'static str> {
-        let mut r = Router::new();
-        r.push(Some("api.example.com"), Some("/v2/"), "api-v2");
-        r.push(Some("api.example.com"), None, "api");
-        r.push(Some("*.example.com"), None, "sub");
-        r.push(None, Some("/static/"), "static");
-        r
-    }
-
-    #[test]
-    fn first_match_wins() {
-        let r = table();
-        assert_eq!(r.find(Some("api.example.com"), "/v2/x"), Some(&"api-v2"));
-        assert_eq!(r.find(Some("API.Example.com:8080"), "/v1"), Some(&"api"));
-        assert_eq!(r.find(Some("www.example.com"), "/static/a"), Some(&"sub"));
-        assert_eq!(r.find(Some("other.org"), "/static/a"), Some(&"static"));
-    }
-
-    #[test]
-    fn no_match_is_none() {
-        let r = table();
-        assert_eq!(r.find(Some("example.com"), "/"), None);
-        assert_eq!(r.find(None, "/index.html"), None);
-    }
-
-    #[test]
-    fn ports_brackets_and_trailing_dots_are_ignored() {
-        assert_eq!(strip_port("a.com:80"), "a.com");
-        assert_eq!(strip_port("[::1]:8080"), "::1");
-        assert_eq!(strip_port("a.com."), "a.com");
-        assert_eq!(strip_port("::1"), "::1");
-    }
-
-    #[test]
-    fn catch_all() {
-        let mut r = Router::new();
-        r.push(None, None, 1);
-        assert_eq!(r.find(None, "/anything"), Some(&1));
-    }
-}
+#[path = "route_tests.rs"]
+mod tests;

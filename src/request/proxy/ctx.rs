@@ -46,6 +46,8 @@ pub struct Ctx {
     pub(super) early: bool,
     /// The current attempt's backend socket on Pingora's loop (from `connected_to_upstream`).
     pub(super) upstream_fd: Option<std::os::unix::io::RawFd>,
+    /// The request's id (`X-Request-Id`), once given.
+    pub(super) request_id: Option<http::HeaderValue>,
     /// Whether response writes were switched to go out at once.
     pub(super) streaming: bool,
     /// Keeps the request counted as in flight until the context is dropped.

@@ -285,6 +285,7 @@ impl Direct for Lb {
         self.prepare(&mut downstream);
         let mut ctx = self.new_ctx();
         ctx.client = client;
+        self.identify(&downstream, &mut ctx);
         let served = match admission {
             Admission::Proxy(target) => {
                 ctx.routed(target);

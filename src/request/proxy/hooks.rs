@@ -35,6 +35,7 @@ impl ProxyHttp for Lb {
         self.prepare(session.as_downstream_mut());
         let req = session.req_header();
         ctx.client = forwarded::real_client(req, peer_ip(session.as_downstream()), &self.edge.trusted_proxies);
+        self.identify(session.as_downstream(), ctx);
         match self.admit(session.as_downstream(), ctx.client, Loop::Pingora) {
             Admission::Proxy(target) => {
                 ctx.routed(target);

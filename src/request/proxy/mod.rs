@@ -6,6 +6,7 @@
 mod admit;
 mod ctx;
 pub mod direct;
+mod edits;
 mod forwarded;
 mod hooks;
 mod log;
@@ -54,6 +55,8 @@ pub struct Edge {
     pub direct: bool,
     /// Idle backend connections kept by lb's own request loop, at most.
     pub upstream_keepalive: usize,
+    /// The request id's header and when an incoming one is kept; `None`: no ids.
+    pub request_id: Option<(http::HeaderName, crate::config::KeepId)>,
     /// Each write to the client, at most (`clients.send_timeout`); zero: no limit.
     pub send_timeout: Duration,
     /// Slowest request body in bytes per second beyond `body_timeout`; 0: no such limit.
@@ -154,11 +157,7 @@ impl Lb {
 
     /// The route of `req`, if one matches.
     fn route(&self, req: &RequestHeader) -> Option<Arc<Target>> {
-        self.routing
-            .load()
-            .router
-            .find(crate::request::request_host(req), req.uri.path())
-            .cloned()
+        self.routing.load().router.find(req).cloned()
     }
 
     /// Picks the backend of the next attempt and its peer; errors carry the status to answer.
@@ -213,6 +212,7 @@ impl Lb {
         forwarded::set_headers(req, peer_ip(downstream), scheme)?;
         forwarded::add_via(req)?;
         forwarded::decrement_max_forwards(req)?;
+        self.edit_request(downstream, req, ctx)?;
         Ok(RequestHeader::from(upstream_request))
     }
 
@@ -279,7 +279,7 @@ impl Lb {
                 upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
             }
         }
-        Ok(())
+        self.edit_response_rules(downstream, upstream_response, ctx)
     }
 
     /// The backend's response is whole: if the client's request body is not all read by now, the
