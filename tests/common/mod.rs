@@ -6,9 +6,11 @@ pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod daemon;
+pub mod h2load;
 pub mod h2raw;
 pub mod hostile;
 pub mod load;
+pub mod mixed;
 pub mod raw;
 /// The random generator the unit tests use too (one file).
 #[path = "../../src/testing/rng.rs"]
@@ -16,6 +18,7 @@ pub mod rng;
 pub mod watch;
 pub mod webdriver;
 pub mod ws;
+pub mod wsload;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -6,31 +6,41 @@ use tokio::net::TcpStream;
 
 /// Opens a WebSocket to `path` at `addr`: the stream and the handshake's response head.
 pub async fn connect(addr: std::net::SocketAddr, path: &str) -> (TcpStream, String) {
-    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    try_connect(addr, path).await.expect("WebSocket handshake")
+}
+
+/// As [`connect`], failures returned.
+pub async fn try_connect(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(TcpStream, String)> {
+    let mut conn = TcpStream::connect(addr).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    conn.write_all(request.as_bytes()).await.expect("write");
+    conn.write_all(request.as_bytes()).await?;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        if conn.read(&mut byte).await.expect("read") == 0 {
+        if conn.read(&mut byte).await? == 0 {
             break;
         }
         head.push(byte[0]);
     }
-    (conn, String::from_utf8_lossy(&head).into_owned())
+    Ok((conn, String::from_utf8_lossy(&head).into_owned()))
 }
 
 /// Sends `text` as one masked text frame.
 pub async fn send(conn: &mut TcpStream, text: &str) {
+    try_send(conn, text).await.expect("write frame");
+}
+
+/// As [`send`], failures returned.
+pub async fn try_send(conn: &mut TcpStream, text: &str) -> std::io::Result<()> {
     let mask = [0x37u8, 0xfa, 0x21, 0x3d];
     let payload = text.as_bytes();
     assert!(payload.len() < 126, "short messages only");
     let mut frame = vec![0x81, 0x80 | payload.len() as u8];
     frame.extend_from_slice(&mask);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    conn.write_all(&frame).await.expect("write frame");
+    conn.write_all(&frame).await
 }
 
 /// Reads one (short, unmasked) frame: its opcode and payload.
