@@ -160,6 +160,10 @@ pub fn backend_location(req: &RequestHeader, backend: SocketAddr, tls: bool) -> 
 }
 
 #[cfg(test)]
+#[path = "policy_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
