@@ -272,26 +272,8 @@ fn break_piece(rng: &mut XorShift, body: &mut Body) {
     }
 }
 
-/// Changes, inserts, deletes or truncates a few bytes.
-fn mutate_bytes(rng: &mut XorShift, input: &mut Vec<u8>) {
-    const INTERESTING: &[u8] = b"\r\n \t;=\"\\:0fF9gx\x00\x7f\x80\xff";
-    for _ in 0..rng.below(4) {
-        let at = rng.below(input.len() + 1);
-        let byte = if rng.below(2) == 0 {
-            *rng.pick(INTERESTING)
-        } else {
-            rng.next() as u8
-        };
-        match rng.below(4) {
-            0 if at < input.len() => input[at] = byte,
-            1 => input.insert(at, byte),
-            2 if at < input.len() => {
-                input.remove(at);
-            }
-            _ => input.truncate(at),
-        }
-    }
-}
+/// Bytes that matter to the parser, for mutations.
+const INTERESTING: &[u8] = b"\r\n \t;=\"\\:0fF9gx\x00\x7f\x80\xff";
 
 /// (b) Mutated bodies: lb never panics, refuses whatever the reference refuses, and otherwise
 /// decides as the reference does (but past its bounds); (c) every split of the input gives the
@@ -306,7 +288,7 @@ fn mutated_bodies_are_refused_when_the_reference_refuses_them_in_any_split() {
             break_piece(&mut rng, &mut body);
         }
         let mut input = [body.bytes(), tail(&mut rng)].concat();
-        mutate_bytes(&mut rng, &mut input);
+        rng.mutate(&mut input, INTERESTING, 3);
         if let Err(why) = agrees(&input) {
             panic!("{why}");
         }
