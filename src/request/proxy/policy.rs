@@ -147,10 +147,14 @@ fn decimal(digits: &[u8]) -> Option<u64> {
 }
 
 /// Whether `resp` (a final response, to a `HEAD` request when `head`) has no body: RFC 9112
-/// §6.3's bodiless statuses and methods, or a `Content-Length` of 0.
+/// §6.3's bodiless statuses and methods, or a `Content-Length` of 0, however written (`00`:
+/// Pingora frames by the number).
 pub fn bodiless(head: bool, resp: &ResponseHeader) -> bool {
     head || matches!(resp.status.as_u16(), 204 | 304)
-        || resp.headers.get(CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
+        || resp
+            .headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| decimal(v.as_bytes()) == Some(0))
 }
 
 /// `Location` of redirect mode: the same path and query on `backend`.
@@ -276,6 +280,21 @@ mod tests {
         strip_hop_by_hop(&mut hints);
         let names: Vec<&str> = hints.headers.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["link"]);
+    }
+
+    /// Found by the property test: a zero length written `00` was not taken as no body, so on
+    /// Pingora's loop an answer complete before the request body was read left the backend
+    /// connection to be reused (hostile_backends.rs' early_answers).
+    #[test]
+    fn a_zero_length_however_written_is_no_body() {
+        for zero in ["0", "00", "000"] {
+            assert!(bodiless(false, &resp(&[("content-length", zero)])), "{zero}");
+        }
+        for some in ["1", "10", "01"] {
+            assert!(!bodiless(false, &resp(&[("content-length", some)])), "{some}");
+        }
+        assert!(!bodiless(false, &resp(&[])));
+        assert!(bodiless(true, &resp(&[("content-length", "5")])));
     }
 
     #[test]
