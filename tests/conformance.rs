@@ -344,6 +344,20 @@ const RESPONSES: &[ResponseCase] = &[
         &["content-length: 2\r\ncontent-length"],
     ),
     (
+        "RFC 9110 §8.6: Content-Length values of one number written differently become one",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2, 02\r\nContent-Length: 002\r\n\r\nok",
+        200,
+        &["content-length: 2\r\n"],
+        &["content-length: 2,", "content-length: 0", "content-length: 2\r\ncontent-length"],
+    ),
+    (
+        "RFC 9110 §7.6.1: a 1xx response goes on without Connection and the fields it names",
+        b"HTTP/1.1 103 Early Hints\r\nConnection: keep-alive, X-Hint\r\nX-Hint: 1\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        103,
+        &["link: </a.css>", "\r\n\r\nok"],
+        &["x-hint", "keep-alive"],
+    ),
+    (
         "RFC 9112 §6.3: Transfer-Encoding wins over Content-Length",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n2\r\nok\r\n0\r\n\r\n",
         200,

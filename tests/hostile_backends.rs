@@ -541,6 +541,11 @@ async fn early_answers() {
                 Expect::Status(200),
             ),
             (
+                "200 at once, no body: a length of zero written 00",
+                send_act(b"HTTP/1.1 200 OK\r\nContent-Length: 00\r\n\r\n"),
+                Expect::Status(200),
+            ),
+            (
                 "413 at once, then nothing of the body read for a while",
                 Act::SendDeaf(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\n\r\nbig".to_vec()),
                 Expect::Status(413),

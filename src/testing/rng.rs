@@ -24,4 +24,25 @@ impl XorShift {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+
+    /// Changes, inserts, deletes or truncates at `input` up to `most` times, the new byte taken
+    /// from `interesting` half of the time (not empty), else any.
+    pub fn mutate(&mut self, input: &mut Vec<u8>, interesting: &[u8], most: usize) {
+        for _ in 0..self.below(most + 1) {
+            let at = self.below(input.len() + 1);
+            let byte = if self.below(2) == 0 {
+                *self.pick(interesting)
+            } else {
+                self.next() as u8
+            };
+            match self.below(4) {
+                0 if at < input.len() => input[at] = byte,
+                1 => input.insert(at, byte),
+                2 if at < input.len() => {
+                    input.remove(at);
+                }
+                _ => input.truncate(at),
+            }
+        }
+    }
 }

@@ -358,3 +358,11 @@ fn quoted_step(b: u8) -> Option<Ext> {
 #[cfg(test)]
 #[path = "chunked_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "chunked_reference.rs"]
+mod reference;
+
+#[cfg(test)]
+#[path = "chunked_props.rs"]
+mod props;

@@ -315,3 +315,11 @@ fn check_tlvs(mut tlvs: &[u8]) -> Result<(), PpError> {
 #[cfg(test)]
 #[path = "proxy_protocol_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "proxy_protocol_reference.rs"]
+mod reference;
+
+#[cfg(test)]
+#[path = "proxy_protocol_props.rs"]
+mod props;

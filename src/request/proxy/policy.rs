@@ -5,12 +5,14 @@
 
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST};
 use http::{HeaderName, StatusCode};
+use pingora_error::{Error, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::net::SocketAddr;
 
 /// Hop-by-hop fields that never pass a proxy (RFC 9110 §7.6.1, RFC 9112 §9.6; `Keep-Alive` and
-/// `Proxy-Connection` by convention). `Connection` itself is rewritten by the HTTP layer.
-const HOP_BY_HOP: [HeaderName; 5] = [
+/// `Proxy-Connection` by convention).
+const HOP_BY_HOP: [HeaderName; 6] = [
+    CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("te"),
@@ -87,16 +89,16 @@ pub fn bad_host(req: &RequestHeader) -> Option<&'static str> {
     (missing && req.version == http::Version::HTTP_11).then_some("HTTP/1.1 request without a Host header")
 }
 
-/// Removes the response's hop-by-hop fields: the standard ones and every field its
-/// `Connection` names (never the framing fields, whatever it names). A `101` keeps `Upgrade`
+/// Removes the response's hop-by-hop fields: `Connection`, the standard ones and every field
+/// its `Connection` names (never the framing fields, whatever it names). The HTTP layer writes
+/// its own `Connection` on a final response; a 1xx goes on without one. A `101` keeps `Upgrade`
 /// and `Connection`, which make the switch.
 pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     if resp.status == StatusCode::SWITCHING_PROTOCOLS {
         return;
     }
     // Most responses carry none of them: one pass over the names says so.
-    let hop = |name: &HeaderName| name == CONNECTION || HOP_BY_HOP.contains(name);
-    if !resp.headers.keys().any(hop) {
+    if !resp.headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
     let named: Vec<HeaderName> = resp
@@ -114,28 +116,45 @@ pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     }
 }
 
-/// Makes several identical `Content-Length` values one (RFC 9110 §8.6 lets a recipient do so);
-/// conflicting values never get this far (the response is refused with 502).
+/// Makes several `Content-Length` values of one number one field with that number (RFC 9110
+/// §8.6: "a single valid Content-Length field containing that decimal value"), also when they
+/// write it differently (`5, 05`, which Pingora's parser lets through as 5). Values that are
+/// not one number never get this far (Pingora refuses the response, a 502); should one, it is
+/// refused here too.
 pub fn single_content_length(resp: &mut ResponseHeader) -> pingora_error::Result<()> {
-    let values: Vec<&[u8]> = resp
+    let values: Vec<Option<u64>> = resp
         .headers
         .get_all(CONTENT_LENGTH)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
+        .map(|value| decimal(value.trim_ascii()))
         .collect();
-    if values.len() > 1 && values.windows(2).all(|w| w[0] == w[1]) {
-        let value = String::from_utf8_lossy(values[0]).into_owned();
-        resp.insert_header(CONTENT_LENGTH, value)?;
+    if values.len() < 2 {
+        return Ok(());
     }
-    Ok(())
+    match values[0] {
+        Some(n) if values.iter().all(|v| *v == Some(n)) => resp.insert_header(CONTENT_LENGTH, n.to_string()),
+        _ => Error::e_explain(ErrorType::InvalidHTTPHeader, "conflicting Content-Length values"),
+    }
+}
+
+/// A `Content-Length` value (1*DIGIT) that fits in a u64.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Whether `resp` (a final response, to a `HEAD` request when `head`) has no body: RFC 9112
-/// §6.3's bodiless statuses and methods, or a `Content-Length` of 0.
+/// §6.3's bodiless statuses and methods, or a `Content-Length` of 0, however written (`00`:
+/// Pingora frames by the number).
 pub fn bodiless(head: bool, resp: &ResponseHeader) -> bool {
     head || matches!(resp.status.as_u16(), 204 | 304)
-        || resp.headers.get(CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
+        || resp
+            .headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| decimal(v.as_bytes()) == Some(0))
 }
 
 /// `Location` of redirect mode: the same path and query on `backend`.
@@ -143,6 +162,10 @@ pub fn backend_location(req: &RequestHeader, backend: SocketAddr, tls: bool) -> 
     let scheme = if tls { "https" } else { "http" };
     format!("{scheme}://{backend}{}", crate::request::guard::path_and_query(req))
 }
+
+#[cfg(test)]
+#[path = "policy_props.rs"]
+mod props;
 
 #[cfg(test)]
 mod tests {
@@ -223,6 +246,55 @@ mod tests {
         let mut listed = resp(&[("content-length", "5, 5")]);
         single_content_length(&mut listed).unwrap();
         assert_eq!(listed.headers.get("content-length").unwrap(), "5");
+    }
+
+    /// Found by the property test: Pingora's parser takes `5, 05` as 5, and lb compared the
+    /// values as bytes, so the client got `Content-Length: 5, 05` (or two fields).
+    #[test]
+    fn content_lengths_of_one_number_written_differently_become_one() {
+        for fields in [
+            &[("content-length", "5 ,05")][..],
+            &[("content-length", "5"), ("content-length", "005")],
+        ] {
+            let mut r = resp(fields);
+            single_content_length(&mut r).unwrap();
+            let values: Vec<_> = r.headers.get_all("content-length").iter().collect();
+            assert_eq!(values, ["5"], "{fields:?}");
+        }
+        let mut single = resp(&[("content-length", "05")]);
+        single_content_length(&mut single).unwrap();
+        assert_eq!(single.headers.get("content-length").unwrap(), "05");
+        for conflicting in ["5, 6", "5, +5", "5, "] {
+            assert!(single_content_length(&mut resp(&[("content-length", conflicting)])).is_err());
+        }
+    }
+
+    /// Found by the property test: a 1xx (103 Early Hints) kept the backend's `Connection`,
+    /// which the HTTP layer rewrites only on final responses.
+    #[test]
+    fn an_informational_response_goes_on_without_connection() {
+        let mut hints = ResponseHeader::build(103, None).unwrap();
+        hints.append_header("connection", "close, x-hop").unwrap();
+        hints.append_header("x-hop", "1").unwrap();
+        hints.append_header("link", "</a.css>; rel=preload").unwrap();
+        strip_hop_by_hop(&mut hints);
+        let names: Vec<&str> = hints.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["link"]);
+    }
+
+    /// Found by the property test: a zero length written `00` was not taken as no body, so on
+    /// Pingora's loop an answer complete before the request body was read left the backend
+    /// connection to be reused (hostile_backends.rs' early_answers).
+    #[test]
+    fn a_zero_length_however_written_is_no_body() {
+        for zero in ["0", "00", "000"] {
+            assert!(bodiless(false, &resp(&[("content-length", zero)])), "{zero}");
+        }
+        for some in ["1", "10", "01"] {
+            assert!(!bodiless(false, &resp(&[("content-length", some)])), "{some}");
+        }
+        assert!(!bodiless(false, &resp(&[])));
+        assert!(bodiless(true, &resp(&[("content-length", "5")])));
     }
 
     #[test]

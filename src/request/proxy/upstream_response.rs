@@ -72,6 +72,10 @@ pub fn framed_twice(raw: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+#[path = "upstream_response_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
