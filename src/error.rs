@@ -24,4 +24,12 @@ pub enum StartError {
         /// What is wrong.
         message: String,
     },
+    /// A route could not be built (a file it reads changed since it was checked).
+    #[error("routes[{index}].{message}")]
+    Route {
+        /// Its position in `routes`.
+        index: usize,
+        /// What is wrong (starting with the field).
+        message: String,
+    },
 }

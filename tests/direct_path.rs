@@ -257,6 +257,15 @@ fn corpus() -> Vec<Vec<u8>> {
         b"GET /s/ok HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n".to_vec(),
         // Sticky cookies.
         get("/st/ok"),
+        // Traffic rules: match conditions, a stripped prefix, a regex rewrite, header edits both
+        // ways, access control.
+        b"GET /r/s/ok?q=1 HTTP/1.1\r\nHost: t\r\nX-Internal: secret\r\nX-Env: dev\r\n\r\n".to_vec(),
+        b"POST /r/s/ok HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi".to_vec(),
+        b"DELETE /r/s/ok HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"GET /r/s/ok HTTP/1.1\r\nHost: t\r\nX-Skip: 1\r\n\r\n".to_vec(),
+        get("/old/ok?v=12"),
+        get("/old/ok?v=x"),
+        get("/denied/ok"),
     ];
     for name in [
         "chunked",
@@ -364,6 +373,22 @@ routes:
   - {{path_prefix: /dead/, upstream: dead}}
   - {{path_prefix: /limited/, upstream: web, rate_limit: {{requests_per_second: 0.001, burst: 1}}}}
   - {{path_prefix: /redirect/, upstream: web, redirect: 307}}
+  - name: rules
+    match: {{path_prefix: /r/, methods: [GET, HEAD, POST], headers: {{X-Skip: {{present: false}}}}}}
+    upstream: web
+    request:
+      strip_prefix: /r
+      set_headers: {{Host: internal.api, X-Client: \"$client_ip via $scheme for $host\"}}
+      add_headers: {{X-Env: prod}}
+      remove_headers: [X-Internal]
+    response:
+      set_headers: {{Strict-Transport-Security: max-age=63072000}}
+      add_headers: {{X-Served-By: lb}}
+      remove_headers: [Content-Type]
+  - match: {{path_regex: \"^/old/[a-z]+$\", query: {{v: {{regex: \"^[0-9]+$\"}}}}}}
+    upstream: web
+    request: {{rewrite: {{regex: \"^/old/(.*)$\", replace: /s/$1}}}}
+  - {{path_prefix: /denied/, upstream: web, access: {{deny: [127.0.0.0/8]}}}}
 "
     )
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod clients;
+pub mod htpasswd;
 mod listener;
 mod observe;
 mod route;

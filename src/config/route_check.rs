@@ -79,9 +79,8 @@ impl Config {
     /// Access control, basic auth, compression and the mirror.
     fn check_extras(&self, path: &str, route: &Route) -> Result<(), Problem> {
         if let Some(auth) = &route.basic_auth {
-            if let Err(e) = std::fs::read_to_string(&auth.users_file) {
-                let msg = format!("cannot read {}: {e}", auth.users_file);
-                return problem(format!("{path}.basic_auth.users_file"), msg);
+            if let Err(why) = super::htpasswd::read(&auth.users_file) {
+                return problem(format!("{path}.basic_auth.users_file"), why);
             }
             if auth.realm.contains(['"', '\\']) || auth.realm.chars().any(char::is_control) {
                 return problem(

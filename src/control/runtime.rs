@@ -5,6 +5,7 @@
 //! one place where backends come and go. Serving the API is `admin`'s job.
 
 use crate::clock::unix_ms;
+use crate::config::htpasswd;
 use crate::config::{BackendConf, Config, ConfigError, Discovery, EtcdConf, Route};
 use crate::control::changes::{self, Change, Effect, Refusal};
 use crate::control::checks;
@@ -14,6 +15,7 @@ use crate::control::history::History;
 use crate::control::state_file::{Changes, StateFile};
 use crate::control::view::{self, BackendView, PoolView};
 use crate::error::StartError;
+use crate::request::access::{Access, BasicAuth};
 use crate::request::guard::{Guard, HttpsRedirect, RateLimit, RedirectMode};
 use crate::request::member::Source;
 use crate::request::pool::{Pool, PoolLive};
@@ -158,11 +160,11 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
         .find(|l| l.tls.is_some())
         .map(|l| l.address.0.port());
     let mut router = Router::new();
-    for route in &config.routes {
+    for (index, route) in config.routes.iter().enumerate() {
         if let Some(pool) = route.upstreams().first().and_then(|name| pools.get(*name)) {
             let target = Target {
                 name: route.name.as_deref().map(Arc::from),
-                guards: guards(route, https_port),
+                guards: guards(index, route, https_port)?,
                 rules: Rules::of(route),
                 ..Target::to(Arc::clone(pool))
             };
@@ -179,14 +181,28 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
 }
 
 /// The guards of `route`, in the order they are checked: the HTTPS redirect (to `https_port`),
-/// the rate limit, redirect mode.
-fn guards(route: &Route, https_port: Option<u16>) -> Vec<Box<dyn Guard>> {
+/// access by address, basic auth (its users read from their file now), the rate limit,
+/// redirect mode.
+fn guards(index: usize, route: &Route, https_port: Option<u16>) -> Result<Vec<Box<dyn Guard>>, StartError> {
     let mut guards: Vec<Box<dyn Guard>> = Vec::new();
     if let Some(status) = route.https_redirect {
         guards.push(Box::new(HttpsRedirect {
             status,
             port: https_port,
         }));
+    }
+    if let Some(access) = &route.access {
+        guards.push(Box::new(Access {
+            allow: access.allow.clone(),
+            deny: access.deny.clone(),
+        }));
+    }
+    if let Some(auth) = &route.basic_auth {
+        let users = htpasswd::read(&auth.users_file).map_err(|message| StartError::Route {
+            index,
+            message: format!("basic_auth.users_file: {message}"),
+        })?;
+        guards.push(Box::new(BasicAuth::new(&auth.realm, users)));
     }
     if let Some(r) = &route.rate_limit {
         guards.push(Box::new(RateLimit {
@@ -197,7 +213,7 @@ fn guards(route: &Route, https_port: Option<u16>) -> Vec<Box<dyn Guard>> {
     if let Some(status) = route.redirect {
         guards.push(Box::new(RedirectMode { status }));
     }
-    guards
+    Ok(guards)
 }
 
 /// Adds to each discovering pool of `config` the backends `discovered` found for it (those the

@@ -52,6 +52,11 @@ pub enum Answer {
         /// The redirect status.
         status: u16,
     },
+    /// 401 with `WWW-Authenticate: challenge`.
+    Unauthorized {
+        /// The challenge (`Basic realm="..."`).
+        challenge: std::sync::Arc<str>,
+    },
 }
 
 /// A check a route makes before proxying.

@@ -8,6 +8,7 @@
 //!   pools the proxy reads.
 //! - [`rules`]: a route's request and response rules (path rewrites, header edits, variables).
 //! - [`guard`]: a route's checks before its pool (HTTPS redirect, rate limit, redirect mode).
+//! - [`access`]: the guards of who may use a route (by address; basic auth).
 //! - [`pool`]: a running pool: membership, balancer, key source, slots and wait queue, peers.
 //! - [`selection`]: balancing algorithms (Pingora `BackendSelection`s) and live backend state.
 //! - [`member`]: a pool member as configured: weight, admin state, source, cap.
@@ -18,6 +19,7 @@
 //! - [`access_log`]: one line per request, written off the request path.
 //! - [`traffic`]: requests in flight and whether client connections are being drained.
 
+pub(crate) mod access;
 pub(crate) mod access_log;
 pub(crate) mod front;
 pub(crate) mod guard;

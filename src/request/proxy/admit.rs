@@ -127,6 +127,7 @@ impl Lb {
             Answer::Redirect { status, location } => respond::redirect(downstream, status, &location).await,
             Answer::TooMany { retry_after } => respond::too_many(downstream, retry_after).await,
             Answer::ToBackend { status } => self.redirect_to_backend(downstream, ctx, status).await,
+            Answer::Unauthorized { challenge } => respond::unauthorized(downstream, &challenge).await,
         }
     }
 

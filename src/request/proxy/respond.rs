@@ -43,6 +43,13 @@ pub async fn redirect(session: &mut ServerSession, status: u16, location: &str) 
     write(session, resp, body).await
 }
 
+/// Answers 401 with `WWW-Authenticate: challenge`.
+pub async fn unauthorized(session: &mut ServerSession, challenge: &str) -> Result<()> {
+    let (mut resp, body) = build(401, "this route needs a user name and password")?;
+    resp.insert_header("WWW-Authenticate", challenge)?;
+    write(session, resp, body).await
+}
+
 /// Answers 429 with `Retry-After: seconds`.
 pub async fn too_many(session: &mut ServerSession, seconds: u64) -> Result<()> {
     let (mut resp, body) = build(429, "rate limit exceeded")?;
