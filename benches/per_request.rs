@@ -74,7 +74,9 @@ fn routing(c: &mut Criterion) {
     router.push(None, None, 10);
     let mut req = RequestHeader::build("GET", b"/api/v1/items/1", None).expect("request");
     req.insert_header("host", "shop.example.com:8080").expect("host");
-    c.bench_function("route/11 rules, 10th matches", |b| b.iter(|| router.find(black_box(&req))));
+    c.bench_function("route/11 rules, 10th matches", |b| {
+        b.iter(|| router.find(black_box(&req)))
+    });
 }
 
 fn keys(c: &mut Criterion) {
