@@ -476,13 +476,13 @@ async fn lbs_own_loop_and_pingoras_give_the_same_bytes_to_clients_and_backends()
         .await
     };
     assert!(
-        counted(own_metrics, 90, 5).await,
+        counted(own_metrics, 103, 6).await,
         "lb's own loop: {}, Pingora's: {}",
         proxied_by(own_metrics, "lb").await,
         proxied_by(own_metrics, "pingora").await
     );
     assert!(
-        counted(pingora_metrics, 0, 95).await,
+        counted(pingora_metrics, 0, 109).await,
         "with LB_PROXY_PATH=pingora, lb's own loop: {}, Pingora's: {}",
         proxied_by(pingora_metrics, "lb").await,
         proxied_by(pingora_metrics, "pingora").await
