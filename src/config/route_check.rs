@@ -184,6 +184,47 @@ fn check_request(path: &str, rules: &RequestRules) -> Result<(), Problem> {
         if rewrite.replace.contains(['\r', '\n', ' ']) {
             return problem(format!("{path}.rewrite.replace"), "must not hold spaces or line breaks");
         }
+        if let Err(why) = check_references(&rewrite.regex.0, &rewrite.replace) {
+            return problem(format!("{path}.rewrite.replace"), why);
+        }
+    }
+    Ok(())
+}
+
+/// Every group `replace` names (`$1`, `${1}`, `$name`, `${name}`; `$$` is a `$`) exists in
+/// `regex`: the regex crate replaces a missing one with nothing, so `/new/$1x` (group `1x`) would
+/// quietly drop the match.
+fn check_references(regex: &regex::Regex, replace: &str) -> Result<(), String> {
+    let mut rest = replace;
+    while let Some(at) = rest.find('$') {
+        rest = &rest[at + 1..];
+        let name = if let Some(braced) = rest.strip_prefix('{') {
+            let Some(end) = braced.find('}') else {
+                return Err("a ${ without its }".to_string());
+            };
+            rest = &braced[end + 1..];
+            &braced[..end]
+        } else if let Some(after) = rest.strip_prefix('$') {
+            rest = after;
+            continue;
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..end];
+            rest = &rest[end..];
+            name
+        };
+        let known = match name.parse::<usize>() {
+            Ok(n) => n < regex.captures_len(),
+            Err(_) => regex.capture_names().flatten().any(|n| n == name),
+        };
+        if !name.is_empty() && !known {
+            return Err(format!(
+                "${name} names no group of the regex (it has {}; write ${{1}}x when a letter or digit follows)",
+                regex.captures_len() - 1
+            ));
+        }
     }
     Ok(())
 }

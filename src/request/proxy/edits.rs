@@ -22,6 +22,21 @@ fn new_id() -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"))
 }
 
+/// `host` without its port, as nginx's `$host` is: `api.example.com:8080` → `api.example.com`,
+/// `[::1]:80` → `[::1]`.
+fn without_port(host: &str) -> &str {
+    let end = match host.rfind(':') {
+        Some(colon) if host[colon + 1..].bytes().all(|b| b.is_ascii_digit()) && !host[..colon].ends_with(':') => colon,
+        _ => host.len(),
+    };
+    let name = &host[..end];
+    if name.starts_with('[') && !name.ends_with(']') {
+        host
+    } else {
+        name
+    }
+}
+
 impl Lb {
     /// Gives the request on `downstream` its id: the one it came with when `request_id.keep`
     /// allows (from a trusted proxy, or always), else a new one.
@@ -48,7 +63,7 @@ impl Lb {
     fn vars<'a>(&self, downstream: &'a ServerSession, ctx: &'a Ctx) -> Vars<'a> {
         Vars {
             client_ip: ctx.client,
-            host: crate::request::request_host(downstream.req_header()),
+            host: crate::request::request_host(downstream.req_header()).map(without_port),
             scheme: if is_tls(downstream) { "https" } else { "http" },
             request_id: ctx.request_id.as_ref().and_then(|v| v.to_str().ok()),
             remote_port: downstream.client_addr().and_then(|a| a.as_inet()).map(|a| a.port()),
@@ -96,5 +111,24 @@ impl Lb {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_port;
+
+    #[test]
+    fn host_loses_its_port_as_nginx_host_does() {
+        for (host, name) in [
+            ("api.example.com:8080", "api.example.com"),
+            ("api.example.com", "api.example.com"),
+            ("[::1]:80", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("127.0.0.1:1", "127.0.0.1"),
+            ("h:", "h"),
+        ] {
+            assert_eq!(without_port(host), name, "{host}");
+        }
     }
 }
