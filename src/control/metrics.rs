@@ -6,6 +6,7 @@
 
 use crate::request::front::{hostile, linger, FrontStats};
 use crate::request::member::AdminState;
+use crate::request::mirror;
 use crate::request::pool::Pool;
 use crate::request::route::Routing;
 use crate::request::selection::load::BackendState;
@@ -178,6 +179,12 @@ const FAMILIES: &[(&str, MetricType, &str, &[&str])] = &[
         "HTTP/2 errors lb sent to clients, by frame (goaway: the connection, rst_stream: one stream) and error code (refused_stream past max_concurrent_streams, enhance_your_calm for rapid resets and CONTINUATION floods, compression_error for HPACK abuse...); graceful GOAWAYs and cancelled streams are not counted.",
         &["frame", "code"],
     ),
+    (
+        "lb_mirror_requests_total",
+        MetricType::COUNTER,
+        "Copies of requests sent to routes' mirror pools, by route and result: answered (any status, read to the end), failed (no connection, no usable backend, a broken exchange), timeout (past 10 s), dropped (256 copies already in flight for the route), too_large (a body over mirror.max_body).",
+        &["route", "result"],
+    ),
 ];
 
 /// The metrics of the pools in `routing` and of the process.
@@ -223,6 +230,11 @@ impl Metrics {
     }
 }
 
+/// The position of family `name` in [`FAMILIES`].
+fn family(name: &str) -> Option<usize> {
+    FAMILIES.iter().position(|f| f.0 == name)
+}
+
 struct LbCollector {
     routing: Arc<Routing>,
     traffic: Arc<Traffic>,
@@ -255,6 +267,11 @@ impl Collector for LbCollector {
         }
         for (frame, code, n) in hostile::h2_counts() {
             metrics[24].push(counter(&[("frame", frame), ("code", code)], n as f64));
+        }
+        if let Some(family) = family("lb_mirror_requests_total") {
+            for (route, result, n) in mirror::counts() {
+                metrics[family].push(counter(&[("route", &route), ("result", result)], n as f64));
+            }
         }
         for pool in table.pools.values() {
             pool_metrics(pool, &mut metrics);

@@ -18,6 +18,7 @@ use crate::error::StartError;
 use crate::request::access::{Access, BasicAuth};
 use crate::request::guard::{Guard, HttpsRedirect, RateLimit, RedirectMode};
 use crate::request::member::Source;
+use crate::request::mirror;
 use crate::request::pool::{Pool, PoolLive};
 use crate::request::rate_limit::RateLimiter;
 use crate::request::route::{Matcher, Router, Routing, Table, Target};
@@ -166,6 +167,7 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
                 name: route.name.as_deref().map(Arc::from),
                 guards: guards(index, route, https_port)?,
                 rules: Rules::of(route),
+                mirror: mirror::Mirror::of(index, route, &pools),
                 ..Target::to(Arc::clone(pool))
             };
             let matcher = Matcher::of(&route.matches, route.host(), route.path_prefix());

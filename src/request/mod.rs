@@ -9,6 +9,7 @@
 //! - [`rules`]: a route's request and response rules (path rewrites, header edits, variables).
 //! - [`guard`]: a route's checks before its pool (HTTPS redirect, rate limit, redirect mode).
 //! - [`access`]: the guards of who may use a route (by address; basic auth).
+//! - [`mirror`]: sampled copies of a route's requests to another pool, answers discarded.
 //! - [`pool`]: a running pool: membership, balancer, key source, slots and wait queue, peers.
 //! - [`selection`]: balancing algorithms (Pingora `BackendSelection`s) and live backend state.
 //! - [`member`]: a pool member as configured: weight, admin state, source, cap.
@@ -26,6 +27,7 @@ pub(crate) mod guard;
 pub(crate) mod health;
 pub mod key;
 pub(crate) mod member;
+pub(crate) mod mirror;
 pub mod pool;
 pub(crate) mod proxy;
 pub(crate) mod rate_limit;

@@ -22,6 +22,8 @@ pub struct Target {
     pub guards: Vec<Box<dyn Guard>>,
     /// How the request and the response change on the way.
     pub rules: Rules,
+    /// Where copies of the route's requests go, if anywhere.
+    pub mirror: Option<Arc<crate::request::mirror::Mirror>>,
 }
 
 impl Target {
@@ -32,6 +34,7 @@ impl Target {
             pool,
             guards: Vec::new(),
             rules: Rules::default(),
+            mirror: None,
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct Ctx {
     pub(super) request_id: Option<http::HeaderValue>,
     /// Whether response writes were switched to go out at once.
     pub(super) streaming: bool,
+    /// The mirror's copy: sent (or given up) already, or waiting for the body.
+    pub(super) mirror: super::mirror::Copy,
     /// Keeps the request counted as in flight until the context is dropped.
     pub(super) _inflight: Option<InflightGuard>,
 }

@@ -185,7 +185,7 @@ impl Lb {
     /// The request head for the backend: the client's, as HTTP/1.1 without its hop-by-hop
     /// fields (a `Connection` that names protected fields is the client's error, a 400), with
     /// the forwarding headers.
-    fn upstream_head(&self, downstream: &ServerSession, ctx: &Ctx) -> Result<Box<RequestHeader>> {
+    fn upstream_head(&self, downstream: &ServerSession, ctx: &mut Ctx) -> Result<Box<RequestHeader>> {
         let client = downstream.req_header();
         let hop = policy::request_hop_by_hop(client)
             .map_err(|why| Error::explain(ErrorType::InvalidHTTPHeader, why).into_down())?;

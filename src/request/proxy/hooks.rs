@@ -2,7 +2,7 @@
 //! [`super`], which lb's own loop ([`super::direct`]) shares.
 
 use super::admit::{Admission, Loop};
-use super::{forwarded, hostile, peer_ip, policy, respond, Attempt, Ctx, Lb, Reason, BODY_TOO_SLOW};
+use super::{forwarded, hostile, mirror, peer_ip, policy, respond, Attempt, Ctx, Lb, Reason, BODY_TOO_SLOW};
 use crate::request::front::TOO_LARGE;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -59,10 +59,11 @@ impl ProxyHttp for Lb {
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        mirror::body(body.as_ref(), end_of_stream, ctx);
         if session.as_downstream().was_upgraded() {
             return Ok(());
         }

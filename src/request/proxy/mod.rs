@@ -10,6 +10,7 @@ mod edits;
 mod forwarded;
 mod hooks;
 mod log;
+mod mirror;
 mod policy;
 mod respond;
 mod upstream_response;
@@ -204,7 +205,7 @@ impl Lb {
         &self,
         downstream: &ServerSession,
         mut upstream_request: Parts,
-        ctx: &Ctx,
+        ctx: &mut Ctx,
     ) -> Result<RequestHeader> {
         let scheme = if is_tls(downstream) { "https" } else { "http" };
         let req = &mut upstream_request;
@@ -213,7 +214,9 @@ impl Lb {
         forwarded::add_via(req)?;
         forwarded::decrement_max_forwards(req)?;
         self.edit_request(downstream, req, ctx)?;
-        Ok(RequestHeader::from(upstream_request))
+        let head = RequestHeader::from(upstream_request);
+        mirror::begin(&head, ctx);
+        Ok(head)
     }
 
     /// Checks a response head from the backend ([`upstream_response::refusal`]: a broken one is
