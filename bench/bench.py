@@ -24,6 +24,8 @@ Plus: resident memory of thousands of idle keep-alive connections, and after the
 (bench/idle.py); the cost of lb's production features (admin API, metrics, access log, health
 checks) against lb without them (lb_features against ka_small, and features_ab: lb's runs
 alternating with and without them, so that drift between scenarios cannot pass for their cost);
+traffic rules' cost (rules_ab: a route with a regex rewrite and three header rules against a
+plain route, runs alternating); gzip of a 16 KiB JSON body against nginx's gzip on (gzip_16k);
 threads: 2 against threads: 1 with both CPUs shared by everything; a latency vs offered-load chart
 (oha, open loop); instructions per request under callgrind.
 
@@ -63,6 +65,7 @@ CONTENDERS = ["lb", "nginx", "haproxy"]
 BASE_BIN = None  # --baseline: the `lb-base` contender's binary
 LB_SERVER_EXTRA = ""  # e.g. "work_stealing: false", from --lb-server
 SMALL_BODY = "hello world\n"
+GZIP_LEVEL = 1  # nginx's default gzip_comp_level, and lb's gzip level
 MAX_CONNS = 8000  # lb max_connections, nginx worker_connections, HAProxy maxconn (raised for the idle part)
 
 
@@ -204,8 +207,42 @@ def make_certificate(work):
     (work / "cert+key.pem").write_text((work / "cert.pem").read_text() + (work / "key.pem").read_text())
 
 
+def json_16k():
+    """16 KiB of JSON as an API answers it: a list of records alike in shape, unlike in values."""
+    items, i = [], 0
+    while len("[" + ",".join(items) + "]") < 16384 - 200:
+        items.append(json.dumps({"id": i, "sku": f"SKU-{(i * 7919) % 100000:05d}", "name": f"item {i}",
+                                 "price": round((i * 37 % 1000) / 7, 2), "in_stock": i % 3 != 0,
+                                 "tags": ["new", "sale"][: i % 3]}))
+        i += 1
+    text = "[" + ",".join(items) + "]"
+    return text + " " * (16384 - len(text))
+
+
+# A route with a regex rewrite (to the same path: the backends serve /small) and three header
+# rules, against a plain route (rules_ab).
+RULES_ROUTE = """routes:
+  - match: {path_prefix: /}
+    upstream: bench
+    request:
+      rewrite: {regex: "^/(s)mall$", replace: "/${1}mall"}
+      set_headers: {X-Client: "$client_ip"}
+      add_headers: {X-Env: prod}
+    response:
+      remove_headers: [Server]
+"""
+
+# Compression as nginx's `gzip on` with gzip_types application/json (gzip_16k).
+COMPRESS_ROUTE = """routes:
+  - match: {path_prefix: /}
+    upstream: bench
+    compress: {algorithms: [gzip], types: [application/json], min_size: 1KiB}
+"""
+
+
 def backends_conf(work, ports):
     (work / "16k").write_bytes(bytes((i * 7) % 251 for i in range(16384)))
+    (work / "16k.json").write_text(json_16k())
     listens = "\n".join(f"    listen 127.0.0.1:{p};" for p in ports)
     conf = f"""
 worker_processes 1;
@@ -221,6 +258,7 @@ http {{
 {listens}
     location = /small {{ return 200 "{SMALL_BODY.strip()}\\n"; }}
     location = /16k {{ alias {work}/16k; }}
+    location = /16k.json {{ default_type application/json; alias {work}/16k.json; }}
     location = /healthz {{ return 200 "ok\\n"; }}
     location = /stub {{ stub_status; }}
   }}
@@ -251,6 +289,7 @@ def lb_conf(work, port, ports, algorithm, features, threads=1, health_interval="
         admin = next(p for p in free_ports(3) if p != port and f"127.0.0.1:{p}" not in extra)
         extra += f"admin: {{address: 127.0.0.1:{admin}, state_file: {work}/state.json}}\n"
     server_extra = "".join(f"  {kv.strip()}\n" for kv in LB_SERVER_EXTRA.split(",") if kv.strip())
+    routes = (RULES_ROUTE if "rules" in features else "") + (COMPRESS_ROUTE if "gzip" in features else "")
     conf = f"""server:
   threads: {threads}
 {server_extra}  pid_file: {work}/lb.pid
@@ -263,7 +302,7 @@ clients: {{keepalive_requests: 100000000}}
     algorithm: {algorithm}
 {key}{health}    backends:
 {backends}
-"""
+{routes}"""
     path = work / "lb.yaml"
     path.write_text(conf)
     return path
@@ -275,7 +314,7 @@ HAPROXY_BALANCE = {"round_robin": "balance roundrobin", "least_connections": "ba
                    "consistent": "balance uri\n  hash-type consistent"}
 
 
-def nginx_conf(work, port, ports, algorithm, tls=None):
+def nginx_conf(work, port, ports, algorithm, tls=None, gzip=False):
     servers = "\n".join(f"    server 127.0.0.1:{p};" for p in ports)
     listen, tls_conf = f"127.0.0.1:{port}", ""
     if tls:
@@ -292,6 +331,7 @@ events {{ worker_connections {MAX_CONNS}; }}
 http {{
   access_log off;
   keepalive_requests 100000000;
+  {"gzip on; gzip_types application/json; gzip_min_length 1024; gzip_comp_level " + str(GZIP_LEVEL) + ";" if gzip else ""}
   upstream bench {{
     {NGINX_BALANCE[algorithm]}
 {servers}
@@ -358,7 +398,7 @@ def start_contender(name, work, port, ports, algorithm, features=(), wrapper=(),
         env = dict(os.environ, RUST_LOG="warn")
         return Proc(list(wrapper) + [str(binary), "-c", str(conf)], cpus, work / f"{name}.log", env)
     if name == "nginx":
-        conf = nginx_conf(work, port, ports, algorithm, tls)
+        conf = nginx_conf(work, port, ports, algorithm, tls, gzip="gzip" in features)
         extra = ["-g", "master_process off;"] if wrapper else []
         return Proc(list(wrapper) + ["nginx", "-c", str(conf)] + extra, cpus, work / "nginx-lb.log")
     if name == "haproxy":
@@ -372,6 +412,8 @@ def start_for(name, work, ports, scenario):
     features = scenario.get("features", ())
     if name == "lb+features":  # the interleaved A/B: the same binary with the features on
         name, features = "lb", FEATURES
+    if name == "lb+rules":  # rules_ab: the same binary, the route with rules
+        name, features = "lb", ("rules",)
     lb = start_contender(name, work, port, ports[: scenario["backends"]], scenario["algorithm"],
                          features, threads=scenario.get("threads", 1),
                          cpus=scenario.get("lb_cpus", LB_CPU), tls=scenario.get("tls"))
@@ -425,6 +467,8 @@ def run_wrk(work, port, scenario, conns, seconds):
     cmd = ["taskset", "-c", cpus, "wrk", f"-t{len(cpus.split(','))}", f"-c{conns}", f"-d{seconds}s"]
     if scenario.get("new_conn"):
         cmd += ["-H", "Connection: close"]
+    for header in scenario.get("headers", ()):
+        cmd += ["-H", header]
     if scenario.get("random_uri"):
         script = work / "random_uri.lua"
         script.write_text(WRK_RANDOM_URI)
@@ -567,6 +611,16 @@ SCENARIOS = {
                     "no_latency": True},
     # Scaling: both CPUs shared by everything, so threads: 2 can only show what the second
     # core's spare cycles give.
+    # Traffic rules' cost: a route with a rewrite and three header rules against a plain route,
+    # lb's runs alternating.
+    "rules_ab": {"title": "lb with a plain route and with a rewrite + 3 header rules, runs alternating",
+                 "path": "/small", "backends": 2, "algorithm": "round_robin",
+                 "contenders": ["lb", "lb+rules"], "no_latency": True},
+    # Response compression: gzip at nginx's default level on a 16 KiB JSON body, against nginx's
+    # gzip on.
+    "gzip_16k": {"title": "gzip of a 16 KiB JSON body", "path": "/16k.json", "backends": 2,
+                 "algorithm": "round_robin", "features": ("gzip",), "contenders": ["lb", "nginx"],
+                 "headers": ["Accept-Encoding: gzip"]},
     "scale_t1": {"title": "lb threads: 1, all on both CPUs", "path": "/small", "backends": 2,
                  "algorithm": "round_robin", "contenders": ["lb"], "threads": 1,
                  "lb_cpus": "0,1", "load_cpus": "0,1", "no_latency": True, "open_rate": 10000},
@@ -729,7 +783,7 @@ def markdown(rows, callgrind, args):
         if key.startswith("scale_"):
             continue
         nginx, haproxy = row.get("nginx", {}), row.get("haproxy", {})
-        for name in CONTENDERS + ["lb+features"]:
+        for name in CONTENDERS + ["lb+features", "lb+rules"]:
             label = "lb (baseline)" if name == "lb-base" else name
             r = row.get(name)
             if r is None:
@@ -766,6 +820,17 @@ def extra_lines(rows):
             out += ["", f"Production features ({label}: {SCENARIOS['lb_features']['title'][8:]}): "
                     f"{feat['cpu_us_per_req']:.1f} µs/req against {base['cpu_us_per_req']:.1f} without: "
                     f"{extra * 100:+.1f}% CPU per request."]
+    rules = rows.get("rules_ab", {})
+    if rules.get("lb") and rules.get("lb+rules"):
+        base, with_rules = rules["lb"]["cpu_us_per_req"], rules["lb+rules"]["cpu_us_per_req"]
+        out += ["", f"Traffic rules (rules_ab: a regex rewrite, two request header rules and one response rule, "
+                f"runs alternating): {with_rules:.1f} µs/req against {base:.1f} on a plain route: "
+                f"{(with_rules / base - 1) * 100:+.1f}% CPU per request (the target: at most +5%)."]
+    gz = rows.get("gzip_16k", {})
+    if gz.get("lb") and gz.get("nginx"):
+        out += ["", f"gzip of a 16 KiB JSON body at level {GZIP_LEVEL} (gzip_16k): lb {gz['lb']['cpu_us_per_req']:.1f} "
+                f"µs/req, nginx {gz['nginx']['cpu_us_per_req']:.1f}: {ratio(gz['lb']['cpu_us_per_req'], gz['nginx']['cpu_us_per_req'])} of nginx's CPU "
+                f"per request; {gz['lb']['rps']:.0f} req/s against {gz['nginx']['rps']:.0f}."]
     ab = rows.get("features_ab", {})
     if ab.get("lb") and ab.get("lb+features"):
         base, feat = ab["lb"]["cpu_us_per_req"], ab["lb+features"]["cpu_us_per_req"]
