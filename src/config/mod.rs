@@ -368,7 +368,11 @@ impl Config {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = known_path(&e.path().to_string());
             let message = e.into_inner().to_string();
-            let message = plain_words(without_path_prefix(&message, &path));
+            let mut message = plain_words(without_path_prefix(&message, &path));
+            if path.is_empty() && !message.contains(" at line ") {
+                // The document itself is not a mapping (a scalar or a list): nothing names where.
+                message = format!("the file must be a mapping of sections (listeners:, upstreams:...): {message}");
+            }
             invalid(path, message)
         })
     }

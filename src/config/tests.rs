@@ -165,6 +165,10 @@ fn other_mistakes() {
     );
     assert_error(&GOOD.replace("- host: api.example.com\n    upstream: api\n", ""), "");
     assert_error("", "the file is empty");
+    assert_error(
+        "list",
+        "the file must be a mapping of sections (listeners:, upstreams:...): invalid type: string \"list\"",
+    );
     assert_error("listeners: [", "");
     assert_error(
         "listeners: []\nupstreams: {}",
