@@ -4,6 +4,7 @@
 //! proxy reads on every request and a reload replaces at once.
 
 use crate::config::rules::{MatchConf, Pattern, ValueMatch};
+use crate::request::compress::Compression;
 use crate::request::guard::Guard;
 use crate::request::pool::Pool;
 use crate::request::rules::Rules;
@@ -22,6 +23,8 @@ pub struct Target {
     pub guards: Vec<Box<dyn Guard>>,
     /// How the request and the response change on the way.
     pub rules: Rules,
+    /// How responses are compressed; `None`: they are not.
+    pub compress: Option<Compression>,
 }
 
 impl Target {
@@ -32,6 +35,7 @@ impl Target {
             pool,
             guards: Vec::new(),
             rules: Rules::default(),
+            compress: None,
         }
     }
 }
