@@ -2,7 +2,8 @@
 //! (CPU seconds, resident memory, open fds) and `lb`'s own collector, which reads the request
 //! path's atomic counters and histograms of the pools in the live table when scraped (so
 //! backends that come and go appear and disappear with them). Served at `/metrics` on the admin
-//! listener and on the optional `metrics:` listener.
+//! listener and on the optional `metrics:` listener. The compression families are in
+//! [`super::compress_metrics`].
 
 use crate::request::front::{hostile, linger, FrontStats};
 use crate::request::member::AdminState;
@@ -211,6 +212,7 @@ impl Metrics {
         };
         for collector in [
             Box::new(own) as Box<dyn Collector>,
+            Box::new(super::compress_metrics::CompressCollector::default()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             if let Err(e) = registry.register(collector) {
@@ -358,7 +360,7 @@ fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
     m
 }
 
-fn counter(labels: &[(&str, &str)], value: f64) -> Metric {
+pub(super) fn counter(labels: &[(&str, &str)], value: f64) -> Metric {
     let mut c = Counter::default();
     c.set_value(value);
     let mut m = Metric::from_label(label_pairs(labels));

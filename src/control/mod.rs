@@ -13,12 +13,14 @@
 //! - [`overview`]: the last minute of the whole lb and of each pool, pools with problems first.
 //! - [`events`]: the recent registrations, changes, removals, ejections, readmissions, reloads.
 //! - [`admin`]: the admin listener: JSON API, OpenAPI document, dashboard.
-//! - [`metrics`]: Prometheus exposition (`/metrics`), with the `prometheus` crate.
+//! - [`metrics`]: Prometheus exposition (`/metrics`), with the `prometheus` crate;
+//!   [`compress_metrics`]: its compression families.
 
 pub mod admin;
 pub mod changes;
 pub mod checks;
 pub mod cluster;
+pub mod compress_metrics;
 pub mod discovery;
 pub mod dns;
 pub mod events;

@@ -16,6 +16,7 @@ use crate::control::state_file::{Changes, StateFile};
 use crate::control::view::{self, BackendView, PoolView};
 use crate::error::StartError;
 use crate::request::access::{Access, BasicAuth};
+use crate::request::compress::Compression;
 use crate::request::guard::{Guard, HttpsRedirect, RateLimit, RedirectMode};
 use crate::request::member::Source;
 use crate::request::mirror;
@@ -168,6 +169,10 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
                 guards: guards(index, route, https_port)?,
                 rules: Rules::of(route),
                 mirror: mirror::Mirror::of(index, route, &pools),
+                compress: route
+                    .compress
+                    .as_ref()
+                    .map(|c| Compression::of(route.name.as_deref(), c)),
                 ..Target::to(Arc::clone(pool))
             };
             let matcher = Matcher::of(&route.matches, route.host(), route.path_prefix());

@@ -7,6 +7,8 @@
 //! - [`route`]: the routing table (match conditions, first match wins), and the live table of
 //!   pools the proxy reads.
 //! - [`rules`]: a route's request and response rules (path rewrites, header edits, variables).
+//! - [`compress`]: a route's response compression (negotiation, which responses, the
+//!   streaming compressors, their counters).
 //! - [`guard`]: a route's checks before its pool (HTTPS redirect, rate limit, redirect mode).
 //! - [`access`]: the guards of who may use a route (by address; basic auth).
 //! - [`mirror`]: sampled copies of a route's requests to another pool, answers discarded.
@@ -22,6 +24,7 @@
 
 pub(crate) mod access;
 pub(crate) mod access_log;
+pub(crate) mod compress;
 pub(crate) mod front;
 pub(crate) mod guard;
 pub(crate) mod health;

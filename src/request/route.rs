@@ -4,6 +4,7 @@
 //! proxy reads on every request and a reload replaces at once.
 
 use crate::config::rules::{MatchConf, Pattern, ValueMatch};
+use crate::request::compress::Compression;
 use crate::request::guard::Guard;
 use crate::request::pool::Pool;
 use crate::request::rules::Rules;
@@ -24,6 +25,8 @@ pub struct Target {
     pub rules: Rules,
     /// Where copies of the route's requests go, if anywhere.
     pub mirror: Option<Arc<crate::request::mirror::Mirror>>,
+    /// How responses are compressed; `None`: they are not.
+    pub compress: Option<Compression>,
 }
 
 impl Target {
@@ -35,6 +38,7 @@ impl Target {
             guards: Vec::new(),
             rules: Rules::default(),
             mirror: None,
+            compress: None,
         }
     }
 }

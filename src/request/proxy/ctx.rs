@@ -4,6 +4,7 @@
 
 use super::FAILURE_PENALTY;
 use crate::config::Algorithm;
+use crate::request::compress::Encoder;
 use crate::request::pool::Pool;
 use crate::request::route::Target;
 use crate::request::selection::load::Lease;
@@ -52,6 +53,8 @@ pub struct Ctx {
     pub(super) streaming: bool,
     /// The mirror's copy: sent (or given up) already, or waiting for the body.
     pub(super) mirror: super::mirror::Copy,
+    /// The response body's compressor, when the route compresses this response.
+    pub(super) encoder: Option<Encoder>,
     /// Keeps the request counted as in flight until the context is dropped.
     pub(super) _inflight: Option<InflightGuard>,
 }

@@ -23,6 +23,7 @@ use super::{forwarded, peer_ip, policy, respond, Attempt, Ctx, Lb};
 use crate::request::front::conn::Conn;
 use crate::request::front::head::Framing;
 use crate::request::front::{Direct, Served};
+use bytes::Bytes;
 use pingora_core::connectors::TransportConnector;
 use pingora_core::protocols::http::v1::client::HttpSession as Upstream;
 use pingora_core::protocols::http::v1::server::HttpSession as SessionV1;
@@ -159,13 +160,14 @@ impl Lb {
                     end
                 }
                 HttpTask::Body(data, end) => {
-                    self.stream_body(downstream, end, ctx);
-                    if let Some(data) = data.filter(|d| !d.is_empty()) {
-                        h1(downstream)?.write_body(&data).await.map_err(down)?;
-                    }
+                    self.body_piece(downstream, data, end, ctx).await?;
                     end
                 }
-                HttpTask::Done => true,
+                HttpTask::Done => {
+                    // The end of a compressed body, if it is one.
+                    self.body_piece(downstream, None, true, ctx).await?;
+                    true
+                }
                 HttpTask::Failed(e) => return Err(Failed { e, answered }),
                 HttpTask::UpgradedBody(..) | HttpTask::Trailer(_) => {
                     return Err(Failed {
@@ -180,6 +182,27 @@ impl Lb {
                 return Ok(());
             }
         }
+    }
+
+    /// A piece of the response body to the client, through the step both loops share
+    /// ([`Lb::body_out`]: streaming, compression).
+    async fn body_piece(
+        &self,
+        downstream: &mut ServerSession,
+        mut data: Option<Bytes>,
+        end: bool,
+        ctx: &mut Ctx,
+    ) -> std::result::Result<(), Failed> {
+        let down = |e: Box<Error>| Failed {
+            e: e.into_down(),
+            answered: true,
+        };
+        self.body_out(downstream, &mut data, end, ctx)
+            .map_err(|e| Failed { e, answered: true })?;
+        if let Some(data) = data.filter(|d| !d.is_empty()) {
+            h1(downstream)?.write_body(&data).await.map_err(down)?;
+        }
+        Ok(())
     }
 
     /// The request head for the backend: the client's, as HTTP/1.1 without its hop-by-hop

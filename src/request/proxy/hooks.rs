@@ -128,15 +128,24 @@ impl ProxyHttp for Lb {
     fn response_body_filter(
         &self,
         session: &mut Session,
-        _body: &mut Option<Bytes>,
+        body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
-        self.stream_body(session.as_downstream(), end_of_stream, ctx);
+        self.body_out(session.as_downstream(), body, end_of_stream, ctx)?;
         if end_of_stream {
             self.pingora_response_done(session, ctx);
         }
         Ok(None)
+    }
+
+    async fn response_trailer_filter(
+        &self,
+        session: &mut Session,
+        _upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Bytes>> {
+        self.body_end_before_trailers(session.as_downstream(), ctx)
     }
 
     async fn upstream_request_filter(

@@ -7,6 +7,7 @@ mod admit;
 mod ctx;
 pub mod direct;
 mod edits;
+mod encode;
 mod forwarded;
 mod hooks;
 mod log;
@@ -251,13 +252,13 @@ impl Lb {
     }
 
     /// The response as the client gets it: no hop-by-hop fields, one `Content-Length`, the
-    /// sticky cookie; a `101` switches the connection to a tunnel (and is a bad response to a
-    /// request that asked for no upgrade).
+    /// sticky cookie, the route's response rules, then its compression; a `101` switches the
+    /// connection to a tunnel (and is a bad response to a request that asked for no upgrade).
     fn edit_response(
         &self,
         downstream: &mut ServerSession,
         upstream_response: &mut ResponseHeader,
-        ctx: &Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
         let switching = upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
         if switching && !downstream.is_upgrade_req() {
@@ -282,7 +283,8 @@ impl Lb {
                 upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
             }
         }
-        self.edit_response_rules(downstream, upstream_response, ctx)
+        self.edit_response_rules(downstream, upstream_response, ctx)?;
+        self.compress_head(downstream, upstream_response, ctx)
     }
 
     /// The backend's response is whole: if the client's request body is not all read by now, the
