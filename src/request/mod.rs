@@ -7,6 +7,7 @@
 //! - [`route`]: the routing table (match conditions, first match wins), and the live table of
 //!   pools the proxy reads.
 //! - [`rules`]: a route's request and response rules (path rewrites, header edits, variables).
+//! - [`split`]: a route's weighted split between pools, and which side serves a request.
 //! - [`guard`]: a route's checks before its pool (HTTPS redirect, rate limit, redirect mode).
 //! - [`access`]: the guards of who may use a route (by address; basic auth).
 //! - [`mirror`]: sampled copies of a route's requests to another pool, answers discarded.
@@ -34,6 +35,7 @@ pub(crate) mod rate_limit;
 pub mod route;
 pub(crate) mod rules;
 pub(crate) mod selection;
+pub mod split;
 pub(crate) mod stats;
 pub(crate) mod tls;
 pub(crate) mod traffic;
