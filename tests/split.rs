@@ -2,14 +2,16 @@
 //! ±5%; `split_by` (the cookie lb sets, a hash key) keeps a client on its side; a side whose
 //! pool has no usable backend is passed over without an error; `PATCH /api/v1/routes/{name}`
 //! changes the weights for the next request, refuses bad input with a 4xx that says why, and
-//! the change survives a restart (state file) and holds on a second instance (etcd). Run on
-//! both request loops (`LB_PROXY_PATH=pingora` for Pingora's).
+//! the change survives a restart (state file) and holds on a second instance (etcd); the
+//! dashboard shows the weights. Run on both request loops (`LB_PROXY_PATH=pingora` for
+//! Pingora's).
 
 mod common;
 
 use common::admin::Api;
 use common::client::{empty, request, Client};
 use common::etcd::Etcd;
+use common::webdriver::Browser;
 use common::{eventually, tally, Demo, Lb, PATIENCE};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -310,4 +312,29 @@ async fn a_patch_through_one_instance_holds_on_another_through_etcd() {
     .await;
     assert!(back, "{}", one.log());
     assert_eq!(tally(&one, "/", 100).await.get("a"), Some(&80));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_weights_in_force() {
+    let (a, c) = (Demo::start("a"), Demo::start("c"));
+    let lb = Lb::start(&config(&a, &c.addr.to_string(), EIGHTY_TWENTY, "", ""));
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/", lb.admin())).await;
+    let side = |weight: u32| {
+        format!("#splits tr[data-route=\"main\"] .side[data-upstream=\"canary\"][data-weight=\"{weight}\"]")
+    };
+    browser.find(&side(20)).await;
+    let text = browser
+        .script(&format!("return document.querySelector('{}').textContent", side(20)))
+        .await;
+    assert_eq!(text, "canary 20 (20%)");
+    // Changed through the API: the page follows within its next poll.
+    let (status, json) = patch(
+        &Api::new(lb.admin()),
+        "main",
+        r#"{"split": [{"upstream": "canary", "weight": 5}]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
+    browser.find(&side(5)).await;
 }
