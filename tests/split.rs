@@ -272,11 +272,27 @@ async fn a_patch_holds_from_the_next_request_and_across_a_restart() {
     assert_eq!(route(&api, "main").await["split"][0]["weight"], 0);
     assert!(all_to(&lb, 20, "c").await, "{}", lb.log());
 
-    // Back to the file's weights: the change is gone from the state file.
-    let (status, json) = patch(&api, "main", r#"{"split": [{"upstream": "api", "weight": 80}]}"#).await;
+    // Reloaded with other weights in the file: the runtime weight still wins over the file's.
+    let file = lb.dir.path("lb.yaml");
+    let text = std::fs::read_to_string(&file).expect("config");
+    std::fs::write(&file, text.replace("weight: 80", "weight: 60")).expect("config");
+    let (status, json) = api.json("POST", "/api/v1/reload", None).await;
     assert_eq!(status, 200, "{json}");
-    let counts = tally(&lb, "/", 100).await;
-    assert_eq!(counts.get("a"), Some(&80), "{counts:?}");
+    let main = route(&api, "main").await;
+    assert_eq!(
+        (
+            main["split"][0]["weight"].as_u64(),
+            main["split"][0]["config_weight"].as_u64()
+        ),
+        (Some(0), Some(60))
+    );
+    assert!(all_to(&lb, 20, "c").await, "{}", lb.log());
+
+    // Back to the file's weights: the change is gone from the state file.
+    let (status, json) = patch(&api, "main", r#"{"split": [{"upstream": "api", "weight": 60}]}"#).await;
+    assert_eq!(status, 200, "{json}");
+    let counts = tally(&lb, "/", 80).await;
+    assert_eq!(counts.get("a"), Some(&60), "60/20 over 80 requests: {counts:?}");
     let kept = std::fs::read_to_string(lb.dir.path("state.json")).unwrap_or_default();
     assert!(!kept.contains("\"routes\""), "{kept}");
 }
