@@ -317,7 +317,8 @@ async fn history_overview_and_events_report_what_lb_saw_and_every_documented_pat
     // Every GET of the OpenAPI document is served (none falls through to "nothing at").
     let (_, doc) = api.json("GET", "/api/v1/openapi.json", None).await;
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        if ops.get("get").is_none() {
+        // A route's own path needs a named route: tests/split.rs serves it.
+        if ops.get("get").is_none() || path.contains("{route}") {
             continue;
         }
         let path = path.replace("{pool}", "web").replace("{address}", &a.addr.to_string());

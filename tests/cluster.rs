@@ -7,65 +7,11 @@
 mod common;
 
 use common::admin::{backend_path, Api};
-use common::client::{full, get, request, Client};
-use common::{eventually, free_addr, tally, Demo, Guard, Lb, TempDir, PATIENCE};
+use common::client::{full, request, Client};
+use common::etcd::Etcd;
+use common::{eventually, tally, Demo, Lb, PATIENCE};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// A single-node etcd on two loopback ports, its data in `dir`.
-struct Etcd {
-    client: SocketAddr,
-    peer: SocketAddr,
-    dir: TempDir,
-    proc: Option<Guard>,
-}
-
-impl Etcd {
-    async fn start() -> Etcd {
-        let mut etcd = Etcd {
-            client: free_addr(),
-            peer: free_addr(),
-            dir: TempDir::new("etcd"),
-            proc: None,
-        };
-        etcd.run().await;
-        etcd
-    }
-
-    async fn run(&mut self) {
-        let (client, peer) = (format!("http://{}", self.client), format!("http://{}", self.peer));
-        let log = std::fs::File::create(self.dir.path("etcd.log")).expect("log file");
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(self.dir.path("data"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("t={peer}"), "--log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("etcd (Debian's etcd-server) must be installed: scripts/setup does it");
-        self.proc = Some(Guard(child));
-        let client = self.client;
-        let up = eventually(PATIENCE, async || {
-            get(client, "/health").await.is_ok_and(|r| r.text().contains("true"))
-        })
-        .await;
-        assert!(up, "etcd did not start: {}", self.log());
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut proc) = self.proc.take() {
-            proc.signal("TERM");
-            proc.wait_exit(PATIENCE);
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path("etcd.log")).unwrap_or_default()
-    }
-}
 
 fn config(etcd: &Etcd, a: &Demo) -> String {
     format!(

@@ -6,10 +6,11 @@
 //! instance at once. Every instance reads the prefix at start and then follows a watch from that
 //! revision, applying each change to its pools; when etcd is unreachable it keeps serving its
 //! last known state, admin writes answer `503`, and the watch is restarted (with a fresh read,
-//! to catch up) once etcd is back.
+//! to catch up) once etcd is back. A route's runtime split weights are one key too,
+//! `PREFIX/routes/NAME` (an lb from before them warns about the key and leaves it alone).
 
 use crate::config::EtcdConf;
-use crate::control::state_file::{Changes, Override, PoolChanges, Registered};
+use crate::control::state_file::{Changes, Override, PoolChanges, Registered, RouteChanges};
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,6 +24,8 @@ enum Entry {
     Registered(Registered),
     Override(Override),
     Removed,
+    /// A route's changes (under `routes/`, not `pools/`).
+    Route(RouteChanges),
 }
 
 /// The keys under the prefix, as last read or watched: key → (create revision, entry).
@@ -91,6 +94,10 @@ impl Cluster {
         format!("{}pools/{pool}/{addr}", self.prefix)
     }
 
+    fn route_key(&self, route: &str) -> String {
+        format!("{}routes/{route}", self.prefix)
+    }
+
     /// Reads every key: the state and the revision it was read at.
     pub async fn load(&self, mirror: &mut Mirror) -> Result<(Changes, i64), String> {
         let got = self
@@ -120,7 +127,12 @@ impl Cluster {
         let mut changes = Changes::default();
         let mut registered: BTreeMap<String, Vec<(i64, Registered)>> = BTreeMap::new();
         let base = format!("{}pools/", self.prefix);
+        let routes = format!("{}routes/", self.prefix);
         for (key, (created, entry)) in &mirror.0 {
+            if let (Some(route), Entry::Route(rc)) = (key.strip_prefix(&routes), entry) {
+                changes.routes.insert(route.to_string(), rc.clone());
+                continue;
+            }
             let Some((pool, addr)) = key.strip_prefix(&base).and_then(|rest| rest.split_once('/')) else {
                 continue;
             };
@@ -139,6 +151,7 @@ impl Cluster {
                     ..o.clone()
                 }),
                 Entry::Removed => pc.removed.push(addr),
+                Entry::Route(_) => log::warn!("etcd key {key}: a route's entry under pools/, ignored"),
             }
         }
         for (pool, mut list) in registered {
@@ -180,6 +193,25 @@ impl Cluster {
                 let options = PutOptions::new().with_lease(lease);
                 client.put(key, value, Some(options)).await.map_err(failed)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Writes the change of route `route` from `old` to `new`: its key put, or deleted when it
+    /// has no change left.
+    pub async fn write_route(&self, old: &Changes, new: &Changes, route: &str) -> Result<(), String> {
+        let key = self.route_key(route);
+        let mut client = self.client.clone();
+        let failed = |e: etcd_client::Error| format!("etcd write failed: {e}");
+        match new.routes.get(route) {
+            Some(rc) => {
+                let value = serde_json::to_string(&Entry::Route(rc.clone())).map_err(|e| e.to_string())?;
+                client.put(key, value, None).await.map_err(failed)?;
+            }
+            None if old.routes.contains_key(route) => {
+                client.delete(key, None).await.map_err(failed)?;
+            }
+            None => {}
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The recent events of the pools as an operator wants them listed: registrations, changes,
-//! removals, TTL expiries, ejections and readmissions, reloads, each with its time. A bounded
-//! list kept in memory ([`CAPACITY`] events of at most a few hundred bytes each: under 100 KB);
-//! the log stays the full record.
+//! removals, TTL expiries, ejections and readmissions, reloads, changes of routes' splits, each
+//! with its time. A bounded list kept in memory ([`CAPACITY`] events of at most a few hundred
+//! bytes each: under 100 KB); the log stays the full record.
 
 use crate::clock::unix_ms;
 use serde::Serialize;
@@ -32,6 +32,8 @@ pub enum Kind {
     Readmitted,
     /// The configuration was reloaded in place (or a reload was refused).
     Reloaded,
+    /// A route's split weights changed through the admin API.
+    RouteChanged,
 }
 
 /// One event.
@@ -47,6 +49,9 @@ pub struct Event {
     pub pool: Option<String>,
     /// The backend (`IP:port`), if the event concerns one.
     pub backend: Option<String>,
+    /// The route, if the event concerns one (left out otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// What happened, in words.
     pub detail: String,
 }
@@ -76,16 +81,36 @@ impl Events {
         backend: Option<SocketAddr>,
         detail: impl Into<String>,
     ) {
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        list.next_id += 1;
-        let event = Event {
-            id: list.next_id,
+        self.push(Event {
+            id: 0,
             at_ms,
             kind,
             pool: pool.map(str::to_string),
             backend: backend.map(|b| b.to_string()),
-            detail: shortened(detail.into()),
-        };
+            route: None,
+            detail: detail.into(),
+        });
+    }
+
+    /// Records a change of route `route` now.
+    pub fn record_route(&self, route: &str, detail: impl Into<String>) {
+        self.push(Event {
+            id: 0,
+            at_ms: unix_ms(),
+            kind: Kind::RouteChanged,
+            pool: None,
+            backend: None,
+            route: Some(route.to_string()),
+            detail: detail.into(),
+        });
+    }
+
+    /// Adds `event`, numbered next, its detail shortened.
+    fn push(&self, mut event: Event) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.next_id += 1;
+        event.id = list.next_id;
+        event.detail = shortened(std::mem::take(&mut event.detail));
         if list.events.len() == CAPACITY {
             list.events.pop_front();
         }

@@ -8,7 +8,7 @@
 //! - [`discovery`]: pools whose backends come from a watched file or DNS ([`dns`]).
 //! - [`state_file`]: runtime changes persisted atomically and restored at start.
 //! - [`cluster`]: runtime changes shared by several instances through etcd.
-//! - [`view`]: pools and backends as the API shows them.
+//! - [`view`]: pools and backends as the API shows them; [`route_view`]: routes and splits.
 //! - [`history`]: the pools' and backends' last 15 minutes, sampled every second.
 //! - [`overview`]: the last minute of the whole lb and of each pool, pools with problems first.
 //! - [`events`]: the recent registrations, changes, removals, ejections, readmissions, reloads.
@@ -27,6 +27,7 @@ pub mod events;
 pub mod history;
 pub mod metrics;
 pub mod overview;
+pub mod route_view;
 pub mod runtime;
 pub mod service;
 pub mod state_file;

@@ -34,6 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
+#[path = "runtime_routes.rs"]
+mod routes;
+
 /// Reads the configuration again (file and command-line overrides), validated.
 pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
@@ -166,6 +169,7 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
         if let Some(pool) = route.upstreams().first().and_then(|name| pools.get(*name)) {
             let target = Target {
                 name: route.name.as_deref().map(Arc::from),
+                split: routes::split_of(route, index, &pools),
                 guards: guards(index, route, https_port)?,
                 rules: Rules::of(route),
                 mirror: mirror::Mirror::of(index, route, &pools),
@@ -239,13 +243,15 @@ fn add_discovered(config: &mut Config, discovered: &BTreeMap<String, Vec<Backend
     }
 }
 
-/// Sets every pool of `table` to its members under `config` and `changes`.
+/// Sets every pool of `table` to its members under `config` and `changes`, and every split
+/// route to its weights.
 fn set_all_members(table: &Table, config: &Config, changes: &Changes) {
     for (name, pool) in &table.pools {
         if let Some(conf) = config.upstreams.get(name) {
             pool.set_members(&changes::members(conf, changes.pools.get(name)));
         }
     }
+    routes::set_all_splits(table, config, changes);
 }
 
 /// The sections an in-place reload cannot apply, where `old` and `new` differ.

@@ -1,5 +1,6 @@
-//! Runtime changes (registrations, weights, drains, removals) as they are kept on disk: the
-//! persisted model and its atomic write (temp file, fsync, rename, fsync of the directory).
+//! Runtime changes (registrations, weights, drains, removals; routes' split weights) as they
+//! are kept on disk: the persisted model and its atomic write (temp file, fsync, rename, fsync
+//! of the directory).
 //! A file that cannot be parsed is set aside, never fatal. What the changes mean for the pools
 //! is `runtime`'s business.
 
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// Format version written in the file.
 pub const VERSION: u32 = 1;
 
-/// Every runtime change, by pool.
+/// Every runtime change, by pool and by route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Changes {
@@ -24,6 +25,19 @@ pub struct Changes {
     /// Changes per pool name.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolChanges>,
+    /// Changes per route name. Left out of the file when there are none, so that a file without
+    /// route changes stays readable by an lb from before them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, RouteChanges>,
+}
+
+/// One route's changes relative to its file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteChanges {
+    /// Split weights instead of the file's, by upstream (only those that differ from it).
+    #[serde(default)]
+    pub split: BTreeMap<String, u32>,
 }
 
 fn version() -> u32 {
@@ -35,6 +49,7 @@ impl Default for Changes {
         Changes {
             version: VERSION,
             pools: BTreeMap::new(),
+            routes: BTreeMap::new(),
         }
     }
 }
@@ -247,7 +262,21 @@ mod tests {
             weight: None,
             state: Some(AdminState::Maint),
         });
+        c.routes
+            .entry("api".into())
+            .or_default()
+            .split
+            .insert("canary".into(), 0);
         c
+    }
+
+    #[test]
+    fn a_file_without_route_changes_does_not_name_them() {
+        let mut c = sample();
+        c.routes.clear();
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(!text.contains("routes"), "{text}");
+        assert_eq!(parse(&text), Ok(c));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`rules`]: a route's request and response rules (path rewrites, header edits, variables).
 //! - [`compress`]: a route's response compression (negotiation, which responses, the
 //!   streaming compressors, their counters).
+//! - [`split`]: a route's weighted split between pools, and which side serves a request.
 //! - [`guard`]: a route's checks before its pool (HTTPS redirect, rate limit, redirect mode).
 //! - [`access`]: the guards of who may use a route (by address; basic auth).
 //! - [`mirror`]: sampled copies of a route's requests to another pool, answers discarded.
@@ -37,6 +38,7 @@ pub(crate) mod rate_limit;
 pub mod route;
 pub(crate) mod rules;
 pub(crate) mod selection;
+pub mod split;
 pub(crate) mod stats;
 pub(crate) mod tls;
 pub(crate) mod traffic;

@@ -8,6 +8,7 @@ use crate::request::compress::Compression;
 use crate::request::guard::Guard;
 use crate::request::pool::Pool;
 use crate::request::rules::Rules;
+use crate::request::split::Split;
 use http::{HeaderName, Method};
 use pingora_http::RequestHeader;
 use std::collections::BTreeMap;
@@ -17,8 +18,11 @@ use std::sync::Arc;
 pub struct Target {
     /// The route's name, if it has one.
     pub name: Option<Arc<str>>,
-    /// The pool that serves it.
+    /// The pool that serves it; with a split, the first side's, and [`Target::split`] chooses
+    /// each request's ([`Target::choose`]).
     pub pool: Arc<Pool>,
+    /// The weighted split between pools, if the route has one.
+    pub split: Option<Arc<Split>>,
     /// What the request passes first, in order (HTTPS redirect, rate limit, redirect mode).
     pub guards: Vec<Box<dyn Guard>>,
     /// How the request and the response change on the way.
@@ -35,6 +39,7 @@ impl Target {
         Target {
             name: None,
             pool,
+            split: None,
             guards: Vec::new(),
             rules: Rules::default(),
             mirror: None,

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod daemon;
+pub mod etcd;
 pub mod h2load;
 pub mod h2raw;
 pub mod hostile;

@@ -9,6 +9,9 @@ use crate::control::{events, overview};
 use serde::Serialize;
 use serde_json::json;
 
+#[path = "route_api.rs"]
+mod route_api;
+
 const JSON: &str = "application/json";
 /// The `Retry-After` of a change refused because the store cannot take it now, in seconds.
 const RETRY_AFTER_S: u64 = 1;
@@ -133,6 +136,8 @@ pub async fn handle(admin: &Admin, req: &Request<'_>) -> Reply {
             _ => not_allowed("GET"),
         },
         ["pools", pool, "backends", addr] => backend(admin, req, pool, addr).await,
+        ["routes"] => route_api::routes(admin, req).await,
+        ["routes", name] => route_api::route(admin, req, name).await,
         [what @ ("history" | "overview" | "events")] => match req.method {
             "GET" => report(admin, what, req.query),
             _ => not_allowed("GET"),

@@ -42,7 +42,7 @@ struct PatchBody {
 }
 
 /// `body` as `T`, which must be written as a JSON object (serde would also take an array).
-fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Bad> {
+pub(super) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Bad> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| (400, format!("invalid JSON body: {e}")))?;
     if !value.is_object() {

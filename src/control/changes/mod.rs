@@ -1,7 +1,9 @@
 //! The pure rules of runtime changes: what a registration, an update or a removal does to a
 //! pool's [`PoolChanges`], what membership a pool's file plus its changes give, and how kept
 //! changes are reconciled with a (new) configuration. No I/O, no pools: `runtime` applies the
-//! result.
+//! result. Routes' split weights have their own rules in [`routes`].
+
+pub mod routes;
 
 use crate::config::{Config, Upstream, MAX_WEIGHT};
 use crate::control::state_file::{Changes, Override, PoolChanges, Registered};
@@ -251,10 +253,10 @@ pub fn check_members(pool: &str, conf: &Upstream, members: &[Member]) -> Result<
     Ok(())
 }
 
-/// `kept` made to fit `config`: pools that are gone and registrations whose TTL ran out are
-/// dropped, changes to file backends that are no longer listed are dropped, and a registered
-/// backend the file now lists becomes a file backend (keeping its weight and state). Each
-/// dropped change is logged.
+/// `kept` made to fit `config` (routes' changes by [`routes::reconcile`]): pools that are gone
+/// and registrations whose TTL ran out are dropped, changes to file backends that are no longer
+/// listed are dropped, and a registered backend the file now lists becomes a file backend
+/// (keeping its weight and state). Each dropped change is logged.
 pub fn reconcile(config: &Config, kept: &Changes, now_ms: u64) -> Changes {
     let mut out = Changes::default();
     for (name, pc) in &kept.pools {
@@ -288,6 +290,7 @@ pub fn reconcile(config: &Config, kept: &Changes, now_ms: u64) -> Changes {
             out.pools.insert(name.clone(), next);
         }
     }
+    out.routes = routes::reconcile(config, &kept.routes);
     out
 }
 

@@ -346,6 +346,12 @@ impl Pool {
         })
     }
 
+    /// Whether some member may take a new request now (healthy, not ejected, ready), full or
+    /// not: a split passes over a side without one.
+    pub fn has_usable(&self) -> bool {
+        self.live.states.any(|s| s.usable(|| false))
+    }
+
     /// Whether `b` may take a new request whose sticky cookie names `pinned`.
     fn usable(&self, b: &Backend, pinned: Option<u64>) -> bool {
         let Some(addr) = b.addr.as_inet() else { return false };

@@ -5,18 +5,24 @@
 //! HTTP/1's), `Max-Forwards: 0` (the final recipient's answer), no route
 //! (404), a declared body over `clients.max_body_size` (413, checked before the route's guards
 //! as nginx checks `client_max_body_size` before its rewrite phase), then the route's
-//! [`Guard`](crate::request::guard::Guard)s in their order. Writing an answer is
-//! [`Lb::answer`]'s, the same for both loops.
+//! [`Guard`](crate::request::guard::Guard)s in their order. A route with a split chooses its
+//! side here, once, for whichever loop serves the request
+//! ([`Target::choose`](crate::request::route::Target::choose)). Writing an
+//! answer is [`Lb::answer`]'s, the same for both loops.
+//!
+//! A split route goes to Pingora's loop whole when one of its sides needs it: the side is chosen
+//! once, on the loop that serves the request, and a request lb's loop declines is read again
+//! from the start by Pingora's, so a choice made before the decline could not be kept (choosing
+//! twice would skew the shares towards the sides lb's loop serves).
 
 use super::{forwarded, is_tls, policy, respond, Ctx, Lb};
 use crate::request::front::head::MAX_FIELDS;
 use crate::request::front::TOO_LARGE;
 use crate::request::guard::{Answer, Asked};
-use crate::request::route::Target;
+use crate::request::split::Routed;
 use pingora_core::protocols::http::ServerSession;
 use pingora_error::Result;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// Which loop asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,11 +39,11 @@ pub(crate) enum Admission {
     Answer {
         /// The answer.
         answer: Answer,
-        /// The route matched, if one did.
-        target: Option<Arc<Target>>,
+        /// The route matched and its pool, if one did.
+        target: Option<Routed>,
     },
-    /// It goes to the route's pool.
-    Proxy(Arc<Target>),
+    /// It goes to the route's pool (a split's side chosen).
+    Proxy(Routed),
     /// lb's loop asked, and the route's pool needs Pingora's (TLS or HTTP/2 to the backends).
     /// Decided before anything is counted (no rate-limit token is taken), so that Pingora's loop
     /// can ask again.
@@ -45,11 +51,8 @@ pub(crate) enum Admission {
 }
 
 impl Admission {
-    fn answer(answer: Answer, target: Option<&Arc<Target>>) -> Self {
-        Admission::Answer {
-            answer,
-            target: target.cloned(),
-        }
+    fn answer(answer: Answer, target: Option<Routed>) -> Self {
+        Admission::Answer { answer, target }
     }
 }
 
@@ -86,9 +89,10 @@ impl Lb {
             };
             return Admission::answer(answer, None);
         };
-        if from == Loop::Lb && !target.pool.plain_http1() {
+        if from == Loop::Lb && !target.plain_http1() {
             return Admission::ToPingora;
         }
+        let routed = target.choose(req, client);
         let declared = req
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -99,7 +103,7 @@ impl Lb {
                 detail: TOO_LARGE,
                 close: true,
             };
-            return Admission::answer(answer, Some(&target));
+            return Admission::answer(answer, Some(routed));
         }
         let asked = Asked {
             req,
@@ -108,8 +112,8 @@ impl Lb {
             now_ns: crate::clock::mono_ns(),
         };
         match target.guards.iter().find_map(|g| g.check(&asked)) {
-            Some(answer) => Admission::answer(answer, Some(&target)),
-            None => Admission::Proxy(target),
+            Some(answer) => Admission::answer(answer, Some(routed)),
+            None => Admission::Proxy(routed),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::request::compress::Encoder;
 use crate::request::pool::Pool;
 use crate::request::route::Target;
 use crate::request::selection::load::Lease;
+use crate::request::split::Routed;
 use crate::request::traffic::InflightGuard;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use std::net::IpAddr;
@@ -19,8 +20,10 @@ use std::time::{Duration, Instant};
 pub struct Ctx {
     /// The route's target.
     pub(super) target: Option<Arc<Target>>,
-    /// The pool the request was routed to.
+    /// The pool the request was routed to (with a split, the side chosen).
     pub(super) pool: Option<Arc<Pool>>,
+    /// The split cookie the response sets, if the route's split chose a side anew.
+    pub(super) split_cookie: Option<String>,
     /// The client (through trusted proxies).
     pub(super) client: Option<IpAddr>,
     /// Backends tried so far, in order.
@@ -60,10 +63,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The request goes to (or was answered on) route `target`.
-    pub(super) fn routed(&mut self, target: Arc<Target>) {
-        self.pool = Some(Arc::clone(&target.pool));
-        self.target = Some(target);
+    /// The request goes to (or was answered on) the route and pool of `routed`.
+    pub(super) fn routed(&mut self, routed: Routed) {
+        self.pool = Some(routed.pool);
+        self.split_cookie = routed.set_cookie;
+        self.target = Some(routed.target);
     }
 
     /// Whether another attempt is allowed: within the pool's retries and its retry budget.

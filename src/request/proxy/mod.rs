@@ -252,8 +252,9 @@ impl Lb {
     }
 
     /// The response as the client gets it: no hop-by-hop fields, one `Content-Length`, the
-    /// sticky cookie, the route's response rules, then its compression; a `101` switches the
-    /// connection to a tunnel (and is a bad response to a request that asked for no upgrade).
+    /// sticky and split cookies, the route's response rules, then its compression; a `101`
+    /// switches the connection to a tunnel (and is a bad response to a request that asked for no
+    /// upgrade).
     fn edit_response(
         &self,
         downstream: &mut ServerSession,
@@ -282,6 +283,9 @@ impl Lb {
             if let Some(cookie) = pool.sticky_cookie(downstream.req_header(), lease.state()) {
                 upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
             }
+        }
+        if let Some(cookie) = &ctx.split_cookie {
+            upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
         }
         self.edit_response_rules(downstream, upstream_response, ctx)?;
         self.compress_head(downstream, upstream_response, ctx)

@@ -323,6 +323,11 @@ impl States {
         all
     }
 
+    /// Whether any member's state passes `f` (no copy of the map, stops at the first).
+    pub fn any(&self, f: impl FnMut(&Arc<BackendState>) -> bool) -> bool {
+        self.by_addr.load().values().any(f)
+    }
+
     /// How many members the pool has.
     pub fn len(&self) -> usize {
         self.by_addr.load().len()

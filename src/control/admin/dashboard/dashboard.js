@@ -1,8 +1,9 @@
 // lb's dashboard. On opening it reads the pools' last 15 minutes from /api/v1/history (lb keeps
 // them, so the charts are full at once); then, every second, the pools, the overview, the
-// history's new samples and the events. It draws requests/s and response time per backend, lists
-// pools with problems first, and sends the operator's changes (ready / drain / maint / remove,
-// register) to the same API. No library, no external request.
+// history's new samples, the events and the routes' splits. It draws requests/s and response
+// time per backend, lists pools with problems first, shows each split's weights, and sends the
+// operator's changes (ready / drain / maint / remove, register) to the same API. No library, no
+// external request.
 'use strict';
 
 const POLL_MS = 1000;
@@ -336,11 +337,29 @@ function renderEvents(events) {
     el('li', { 'data-kind': e.kind },
       el('time', { text: clock(e.at_ms), dateTime: new Date(e.at_ms).toISOString(), title: new Date(e.at_ms).toString() }),
       el('span', { class: 'kind kind-' + e.kind, text: e.kind }),
-      el('span', { class: 'where', text: [e.pool, e.backend].filter(Boolean).join(' ') }),
+      el('span', { class: 'where', text: [e.route, e.pool, e.backend].filter(Boolean).join(' ') }),
       el('span', { class: 'detail', text: e.detail })));
   const list = document.getElementById('events');
   list.replaceChildren(...items);
   document.getElementById('events-empty').classList.toggle('hidden', items.length > 0);
+}
+
+// Routes with a split: each side's weight and share, a side without a usable backend marked.
+function renderSplits(routes) {
+  const rows = routes.filter((r) => r.split).map((r) =>
+    el('tr', { 'data-route': r.name || 'routes[' + r.index + ']' },
+      el('td', { text: r.name || 'routes[' + r.index + ']', title: r.match }),
+      el('td', {}, ...r.split.map((s) =>
+        el('span', {
+          class: 'side' + (s.usable ? '' : ' unusable'),
+          'data-upstream': s.upstream,
+          'data-weight': String(s.weight),
+          title: s.usable ? 'file weight ' + s.config_weight : 'no usable backend: passed over',
+          text: s.upstream + ' ' + s.weight + ' (' + s.share + '%)',
+        }))),
+      el('td', { text: r.split_by || 'each request' })));
+  document.getElementById('splits').replaceChildren(...rows);
+  document.getElementById('splits-card').classList.toggle('hidden', rows.length === 0);
 }
 
 // ---- pools -------------------------------------------------------------------------------
@@ -515,14 +534,16 @@ async function refresh() {
   page.busy = true;
   try {
     const since = page.times.length ? '?since=' + page.times[page.times.length - 1] : '';
-    const [pools, overview, history, events] = await Promise.all([
+    const [pools, overview, history, events, routes] = await Promise.all([
       api('GET', '/api/v1/pools'),
       api('GET', '/api/v1/overview'),
       api('GET', '/api/v1/history' + since),
       api('GET', '/api/v1/events'),
+      api('GET', '/api/v1/routes'),
     ]);
     merge(history);
     render(pools.pools, overview);
+    renderSplits(routes.routes);
     renderEvents(events.events);
     setStatus('updated ' + new Date().toLocaleTimeString());
   } catch (e) {
