@@ -7,6 +7,7 @@ use crate::config::rules::{MatchConf, Pattern, ValueMatch};
 use crate::request::guard::Guard;
 use crate::request::pool::Pool;
 use crate::request::rules::Rules;
+use crate::request::stats::RouteStats;
 use http::{HeaderName, Method};
 use pingora_http::RequestHeader;
 use std::collections::BTreeMap;
@@ -24,6 +25,8 @@ pub struct Target {
     pub rules: Rules,
     /// Where copies of the route's requests go, if anywhere.
     pub mirror: Option<Arc<crate::request::mirror::Mirror>>,
+    /// Its responses by status class, under the route's label.
+    pub stats: Arc<RouteStats>,
 }
 
 impl Target {
@@ -35,6 +38,7 @@ impl Target {
             guards: Vec::new(),
             rules: Rules::default(),
             mirror: None,
+            stats: Arc::default(),
         }
     }
 }
@@ -49,6 +53,15 @@ pub struct Table {
 }
 
 impl Table {
+    /// The counters of the route labelled `label` ([`RouteStats::label`]), to carry over a
+    /// reload.
+    pub fn route_stats(&self, label: &str) -> Option<Arc<RouteStats>> {
+        self.router
+            .targets()
+            .find(|t| t.stats.label() == label)
+            .map(|t| Arc::clone(&t.stats))
+    }
+
     /// Forgets guard state no longer needed, such as rate-limit keys back to a full burst
     /// (called every few seconds).
     pub fn sweep_guards(&self, now_ns: u64) {
