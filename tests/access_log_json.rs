@@ -76,6 +76,65 @@ async fn log_lines(lb: &Lb, n: usize) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The line of the first request: every field as sent, generated or chosen.
+fn assert_first_line(first: &serde_json::Value, generated: &str, upstream: SocketAddr) {
+    let upstream = upstream.to_string();
+    for (key, want) in [
+        ("client", "127.0.0.1"),
+        ("method", "GET"),
+        ("path", "/api/a?q=%22x"),
+        ("protocol", "HTTP/1.1"),
+        ("user_agent", "\"ua\\\tz"),
+        ("request_id", generated),
+        ("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("route", "api"),
+        ("pool", "web"),
+        ("upstream", &upstream),
+    ] {
+        assert_eq!(first[key], want, "{key} in {first}");
+    }
+    assert_eq!(
+        (
+            first["status"].as_u64(),
+            first["bytes"].as_u64(),
+            first["tries"].as_u64()
+        ),
+        (Some(200), Some(2), Some(1))
+    );
+    assert!(
+        first["rt"].as_f64().is_some() && first["urt"].as_f64().is_some(),
+        "{first}"
+    );
+    assert!(
+        first["time"]
+            .as_str()
+            .is_some_and(|t| t.len() == 24 && t.ends_with('Z')),
+        "{first}"
+    );
+    assert_eq!(first["referer"], serde_json::Value::Null);
+}
+
+/// `lb_route_requests_total` after the first test's requests.
+async fn assert_route_counts(metrics: SocketAddr) {
+    let text = get(metrics, "/metrics").await.unwrap().text();
+    for sample in [
+        "lb_route_requests_total{route=\"api\",code=\"2xx\"} 2",
+        "lb_route_requests_total{route=\"routes[1]\",code=\"2xx\"} 1",
+        "lb_route_requests_total{route=\"api\",code=\"4xx\"} 0",
+        "# TYPE lb_route_requests_total counter",
+    ] {
+        assert!(text.contains(sample), "missing {sample:?} in\n{text}");
+    }
+    // Ten label sets: two routes by five classes; the unrouted 404 is no route's.
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("lb_route_requests_total{"))
+            .count(),
+        10,
+        "{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_lines_carry_the_id_the_backend_and_client_saw() {
     let backend = RawBackend::start(Some(vec![(Duration::ZERO, ANSWER.to_vec())])).await;
@@ -117,41 +176,7 @@ async fn json_lines_carry_the_id_the_backend_and_client_saw() {
 
     let lines = log_lines(&lb, 4).await;
     assert_eq!(lines.len(), 4);
-    let first = &lines[0];
-    let upstream = backend.addr.to_string();
-    for (key, want) in [
-        ("client", "127.0.0.1"),
-        ("method", "GET"),
-        ("path", "/api/a?q=%22x"),
-        ("protocol", "HTTP/1.1"),
-        ("user_agent", "\"ua\\\tz"),
-        ("request_id", &generated),
-        ("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"),
-        ("route", "api"),
-        ("pool", "web"),
-        ("upstream", &upstream),
-    ] {
-        assert_eq!(first[key], want, "{key} in {first}");
-    }
-    assert_eq!(
-        (
-            first["status"].as_u64(),
-            first["bytes"].as_u64(),
-            first["tries"].as_u64()
-        ),
-        (Some(200), Some(2), Some(1))
-    );
-    assert!(
-        first["rt"].as_f64().is_some() && first["urt"].as_f64().is_some(),
-        "{first}"
-    );
-    assert!(
-        first["time"]
-            .as_str()
-            .is_some_and(|t| t.len() == 24 && t.ends_with('Z')),
-        "{first}"
-    );
-    assert_eq!(first["referer"], serde_json::Value::Null);
+    assert_first_line(&lines[0], &generated, backend.addr);
 
     assert_eq!(
         (lines[1]["route"].as_str(), lines[1]["request_id"].as_str()),
@@ -176,23 +201,7 @@ async fn json_lines_carry_the_id_the_backend_and_client_saw() {
         "{unrouted}"
     );
 
-    let text = get(metrics, "/metrics").await.unwrap().text();
-    for sample in [
-        "lb_route_requests_total{route=\"api\",code=\"2xx\"} 2",
-        "lb_route_requests_total{route=\"routes[1]\",code=\"2xx\"} 1",
-        "lb_route_requests_total{route=\"api\",code=\"4xx\"} 0",
-        "# TYPE lb_route_requests_total counter",
-    ] {
-        assert!(text.contains(sample), "missing {sample:?} in\n{text}");
-    }
-    // Ten label sets: two routes by five classes; the unrouted 404 is no route's.
-    assert_eq!(
-        text.lines()
-            .filter(|l| l.starts_with("lb_route_requests_total{"))
-            .count(),
-        10,
-        "{text}"
-    );
+    assert_route_counts(metrics).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,6 +142,26 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The span in `spans` that `sent` (the traceparent values the backend got with `head`) names
+/// as the parent: in the same trace, with the route, pool, status and backend.
+fn assert_span_of(spans: &[Span], head: &str, sent: &[String], backend: SocketAddr) {
+    let [sent] = sent else {
+        panic!("one traceparent expected: {head}")
+    };
+    let (trace, span) = (&sent[3..35], &sent[36..52]);
+    assert!(sent.ends_with("-01"), "{sent}");
+    let mine = spans
+        .iter()
+        .find(|s| hex(&s.span_id) == span)
+        .unwrap_or_else(|| panic!("no span {span}: {spans:?}"));
+    assert_eq!(hex(&mine.trace_id), trace);
+    assert_eq!(attr(mine, "lb.route").as_deref(), Some("api"));
+    assert_eq!(attr(mine, "lb.pool").as_deref(), Some("web"));
+    assert_eq!(attr(mine, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(attr(mine, "lb.upstream.address"), Some(backend.to_string()));
+    assert!(mine.end_time_unix_nano >= mine.start_time_unix_nano && mine.start_time_unix_nano > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampled_requests_send_one_span_each_to_the_receiver() {
     let backend = RawBackend::start(Some(vec![(Duration::ZERO, ANSWER.to_vec())])).await;
@@ -179,21 +199,7 @@ async fn sampled_requests_send_one_span_each_to_the_receiver() {
     let parents: Vec<Vec<String>> = heads.iter().map(|h| fields(h, "traceparent")).collect();
     assert_eq!(parents[5], [UNSAMPLED], "an unsampled trace passes unchanged");
     for (head, sent) in heads.iter().zip(&parents).take(5) {
-        let [sent] = sent.as_slice() else {
-            panic!("one traceparent expected: {head}")
-        };
-        let (trace, span) = (&sent[3..35], &sent[36..52]);
-        assert!(sent.ends_with("-01"), "{sent}");
-        let mine = spans
-            .iter()
-            .find(|s| hex(&s.span_id) == span)
-            .unwrap_or_else(|| panic!("no span {span}: {spans:?}"));
-        assert_eq!(hex(&mine.trace_id), trace);
-        assert_eq!(attr(mine, "lb.route").as_deref(), Some("api"));
-        assert_eq!(attr(mine, "lb.pool").as_deref(), Some("web"));
-        assert_eq!(attr(mine, "http.response.status_code").as_deref(), Some("200"));
-        assert_eq!(attr(mine, "lb.upstream.address"), Some(backend.addr.to_string()));
-        assert!(mine.end_time_unix_nano >= mine.start_time_unix_nano && mine.start_time_unix_nano > 0);
+        assert_span_of(&spans, head, sent, backend.addr);
     }
     let joined = spans
         .iter()
