@@ -183,6 +183,7 @@ impl Cli {
             trusted_proxies: Vec::new(),
             cluster: None,
             request_id: Default::default(),
+            tracing: None,
         })
     }
 

@@ -16,6 +16,9 @@ pub enum StartError {
         /// What is wrong (starting with the field).
         message: String,
     },
+    /// The span exporter could not be set up.
+    #[error("tracing.otlp: {0}")]
+    Tracing(String),
     /// A pool could not be built.
     #[error("upstreams.{pool}: {message}")]
     Pool {

@@ -58,13 +58,18 @@ routes:
         lines[0]
     );
     assert!(
-        lines[0].contains(&upstream) && lines[0].split(" urt=").nth(1).is_some_and(|t| t.parse::<f64>().is_ok()),
+        lines[0].contains(&upstream)
+            && lines[0]
+                .split(" urt=")
+                .nth(1)
+                .and_then(|t| t.split(' ').next())
+                .is_some_and(|t| t.parse::<f64>().is_ok()),
         "{}",
         lines[0]
     );
     assert!(
         lines[1].contains("\"GET /elsewhere HTTP/1.1\" 404 ")
-            && lines[1].ends_with("pool=- upstream=- tries=0 rt=0.000 urt=-"),
+            && lines[1].contains(" pool=- upstream=- tries=0 rt=0.000 urt=- route=- request_id="),
         "{}",
         lines[1]
     );

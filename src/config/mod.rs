@@ -17,7 +17,7 @@ mod validate;
 pub use admin::AdminConf;
 pub use clients::{ClientConf, Http2Conf};
 pub use listener::{CertPair, Listener, TlsConf};
-pub use observe::{KeepId, RequestIdConf};
+pub use observe::{KeepId, LogFormat, OtlpConf, RequestIdConf, TracingConf, DEFAULT_OTLP_TIMEOUT};
 pub use route::{
     AccessConf, BasicAuthConf, CompressConf, Encoding, MirrorConf, Percent, RateKey, RateLimitConf, Route, SplitBy,
     SplitConf,
@@ -106,6 +106,10 @@ pub struct Config {
     /// Request ids (`X-Request-Id`): generated, or kept from a trusted proxy.
     #[serde(default)]
     pub request_id: RequestIdConf,
+    /// Spans of sampled requests, exported over OTLP/HTTP. Default: off (`traceparent` and
+    /// `tracestate` still pass to the backends unchanged).
+    #[serde(default)]
+    pub tracing: Option<TracingConf>,
 }
 
 /// A mapping of names that refuses a name given twice (serde's maps would keep the last one
@@ -159,12 +163,15 @@ fn default_etcd_prefix() -> String {
     "/lb/".to_string()
 }
 
-/// Where the access log goes.
-#[derive(Debug, Clone, Deserialize)]
+/// Where the access log goes, and how its lines look.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogConf {
     /// File appended to (created if missing); `/dev/stdout` in a container.
     pub path: String,
+    /// `combined` (nginx's, with lb's fields after it) or `json`. Default `combined`.
+    #[serde(default)]
+    pub format: LogFormat,
 }
 
 /// Where Prometheus scrapes `/metrics`.

@@ -48,6 +48,7 @@ impl Config {
                 return problem("cluster.etcd.prefix", format!("{:?} must start with /", etcd.prefix));
             }
         }
+        self.check_tracing()?;
         self.check_routes()
     }
 

@@ -9,7 +9,7 @@ use crate::request::front::{hostile, linger, FrontStats};
 use crate::request::member::AdminState;
 use crate::request::mirror;
 use crate::request::pool::Pool;
-use crate::request::route::Routing;
+use crate::request::route::{Routing, Table};
 use crate::request::selection::load::BackendState;
 use crate::request::stats::HistogramSnapshot;
 use crate::request::traffic::Traffic;
@@ -186,6 +186,24 @@ const FAMILIES: &[(&str, MetricType, &str, &[&str])] = &[
         "Copies of requests sent to routes' mirror pools, by route and result: answered (any status, read to the end), failed (no connection, no usable backend, a broken exchange), timeout (past 10 s), dropped (256 copies already in flight for the route), too_large (a body over mirror.max_body).",
         &["route", "result"],
     ),
+    (
+        "lb_route_requests_total",
+        MetricType::COUNTER,
+        "Responses sent to clients, by route (its name; routes[N] for the unnamed route at place N of routes:, from 0; default when there are no routes) and status class.",
+        &["route", "code"],
+    ),
+    (
+        "lb_trace_spans_exported_total",
+        MetricType::COUNTER,
+        "Spans of sampled requests the OTLP receiver accepted.",
+        &[],
+    ),
+    (
+        "lb_trace_spans_dropped_total",
+        MetricType::COUNTER,
+        "Spans of sampled requests lost, by reason: the export queue was full (queue_full: the receiver is slow, down or hangs) or their export failed (export_failed).",
+        &["reason"],
+    ),
 ];
 
 /// The metrics of the pools in `routing` and of the process.
@@ -275,6 +293,8 @@ impl Collector for LbCollector {
                 metrics[family].push(counter(&[("route", &route), ("result", result)], n as f64));
             }
         }
+        route_metrics(&table, &mut metrics);
+        trace_metrics(&mut metrics);
         for pool in table.pools.values() {
             pool_metrics(pool, &mut metrics);
             for state in pool.states().all() {
@@ -293,6 +313,37 @@ impl Collector for LbCollector {
                 family
             })
             .collect()
+    }
+}
+
+/// `lb_route_requests_total` of every route label once (routes that share counters show once).
+fn route_metrics(table: &Table, out: &mut [Vec<Metric>]) {
+    let Some(family) = family("lb_route_requests_total") else {
+        return;
+    };
+    let mut seen = std::collections::HashSet::new();
+    for target in table.router.targets() {
+        let label = target.stats.label();
+        if !seen.insert(label) {
+            continue;
+        }
+        for (i, n) in target.stats.responses().iter().enumerate() {
+            let code = format!("{}xx", i + 1);
+            out[family].push(counter(&[("route", label), ("code", &code)], *n as f64));
+        }
+    }
+}
+
+/// `lb_trace_spans_exported_total` and `lb_trace_spans_dropped_total{reason}`.
+fn trace_metrics(out: &mut [Vec<Metric>]) {
+    let (exported, full, failed) = crate::request::trace::counts();
+    if let Some(family) = family("lb_trace_spans_exported_total") {
+        out[family].push(counter(&[], exported as f64));
+    }
+    if let Some(family) = family("lb_trace_spans_dropped_total") {
+        for (reason, n) in [("queue_full", full), ("export_failed", failed)] {
+            out[family].push(counter(&[("reason", reason)], n as f64));
+        }
     }
 }
 
@@ -413,7 +464,6 @@ impl ServeHttp for MetricsApp {
 mod tests {
     use super::*;
     use crate::config::{Addr, BackendConf, Upstream};
-    use crate::request::route::Table;
 
     #[test]
     fn families_render_in_the_text_format() {
@@ -429,6 +479,18 @@ mod tests {
             .request_duration
             .observe(std::time::Duration::from_millis(3));
         let mut table = Table::default();
+        let named = crate::request::route::Target {
+            name: Some("api".into()),
+            stats: Arc::new(crate::request::stats::RouteStats::new("api".into())),
+            ..crate::request::route::Target::to(Arc::clone(&pool))
+        };
+        named.stats.response(429);
+        let unnamed = Arc::new(crate::request::route::Target::to(Arc::clone(&pool)));
+        unnamed.stats.response(200);
+        table.router.push(None, Some("/api/"), Arc::new(named));
+        // Two rules with one set of counters show once.
+        table.router.push(None, Some("/a/"), Arc::clone(&unnamed));
+        table.router.push(None, None, unnamed);
         table.pools.insert("web".into(), pool);
         let metrics = Metrics::new(Arc::new(Routing::from_pointee(table)), Traffic::new(), Arc::default());
         let text = metrics.render();
@@ -441,8 +503,16 @@ mod tests {
             "lb_backend_admin_state{pool=\"web\",backend=\"127.0.0.1:9\",state=\"ready\"} 1",
             "lb_requests_inflight 0",
             "process_resident_memory_bytes ",
+            "lb_route_requests_total{route=\"api\",code=\"4xx\"} 1",
+            "lb_route_requests_total{route=\"default\",code=\"2xx\"} 1",
+            "lb_trace_spans_dropped_total{reason=\"queue_full\"} ",
         ] {
             assert!(text.contains(line), "{line:?} missing from\n{text}");
         }
+        assert_eq!(
+            text.matches("lb_route_requests_total{route=\"default\",code=\"2xx\"}")
+                .count(),
+            1
+        );
     }
 }

@@ -24,6 +24,7 @@ use crate::request::pool::{Pool, PoolLive};
 use crate::request::rate_limit::RateLimiter;
 use crate::request::route::{Matcher, Router, Routing, Table, Target};
 use crate::request::rules::Rules;
+use crate::request::stats::RouteStats;
 use log::{error, info, warn};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -114,7 +115,7 @@ pub struct ReloadReport {
     /// Whether the routes changed.
     pub routes_changed: bool,
     /// Sections that changed but only take effect with `lb upgrade` (listeners, server,
-    /// admin, metrics, access_log, cluster).
+    /// admin, metrics, access_log, request_id, tracing, cluster).
     pub needs_upgrade: Vec<&'static str>,
 }
 
@@ -148,6 +149,12 @@ impl fmt::Display for ReloadReport {
     }
 }
 
+/// The label of `route`, `routes[index]` in the file, in `lb_route_requests_total`: its name, or
+/// its place for an unnamed one (names cannot hold brackets, so the two never meet).
+fn route_label(index: usize, route: &Route) -> String {
+    route.name.clone().unwrap_or_else(|| format!("routes[{index}]"))
+}
+
 /// Builds the table of `config`'s pools and routes, each pool around the live state of the pool
 /// of the same name in `old` (kept across reloads) or a new one; members are not set.
 fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError> {
@@ -165,6 +172,11 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
         .find(|l| l.tls.is_some())
         .map(|l| l.address.0.port());
     let mut router = Router::new();
+    // Counters go on by label across a reload.
+    let stats = |label: String| {
+        old.and_then(|t| t.route_stats(&label))
+            .unwrap_or_else(|| Arc::new(RouteStats::new(label.into())))
+    };
     for (index, route) in config.routes.iter().enumerate() {
         if let Some(pool) = route.upstreams().first().and_then(|name| pools.get(*name)) {
             let target = Target {
@@ -177,6 +189,7 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
                     .compress
                     .as_ref()
                     .map(|c| Compression::of(route.name.as_deref(), c)),
+                stats: stats(route_label(index, route)),
                 ..Target::to(Arc::clone(pool))
             };
             let matcher = Matcher::of(&route.matches, route.host(), route.path_prefix());
@@ -185,7 +198,11 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
     }
     if config.routes.is_empty() {
         if let Some(pool) = pools.values().next() {
-            router.push(None, None, Arc::new(Target::to(Arc::clone(pool))));
+            let target = Target {
+                stats: stats("default".to_string()),
+                ..Target::to(Arc::clone(pool))
+            };
+            router.push(None, None, Arc::new(target));
         }
     }
     Ok(Table { router, pools })
@@ -273,8 +290,14 @@ fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.metrics.as_ref().map(|m| m.address) != new.metrics.as_ref().map(|m| m.address) {
         out.push("metrics");
     }
-    if old.access_log.as_ref().map(|a| &a.path) != new.access_log.as_ref().map(|a| &a.path) {
+    if old.access_log != new.access_log {
         out.push("access_log");
+    }
+    if old.request_id != new.request_id {
+        out.push("request_id");
+    }
+    if old.tracing != new.tracing {
+        out.push("tracing");
     }
     out
 }

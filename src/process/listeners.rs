@@ -88,6 +88,8 @@ pub fn edge(config: &Config) -> Edge {
         request_id: (config.request_id.enabled).then(|| (config.request_id.header.0.clone(), config.request_id.keep)),
         body_min_rate: config.clients.body_min_rate.0,
         body_timeout: config.clients.body_timeout.0,
+        // Set by the server with the exporter it starts.
+        tracer: None,
     }
 }
 

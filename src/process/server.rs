@@ -1,6 +1,6 @@
 //! Wiring: turns a validated `Config` into a Pingora server with the proxy service on every
 //! listener, the admin and metrics listeners, and the background services (pools, signals,
-//! access log, lifecycle), then runs it. No request logic here.
+//! access log, span export, lifecycle), then runs it. No request logic here.
 
 use crate::config::Config;
 use crate::control::admin::{Admin, AdminApp};
@@ -52,15 +52,21 @@ pub fn run(config: Config, loader: Loader, opt: Opt) -> Result<(), StartError> {
     let access_log = config
         .access_log
         .as_ref()
-        .map(|conf| AccessLog::new(Path::new(&conf.path)));
+        .map(|conf| AccessLog::new(Path::new(&conf.path), conf.format));
     if let Some(log) = &access_log {
         server.add_service(one_thread("lb access log", AccessLogService(Arc::clone(log))));
+    }
+    let mut edge = listeners::edge(&config);
+    if let Some(conf) = &config.tracing {
+        let (tracer, export) = crate::request::trace::start(conf).map_err(StartError::Tracing)?;
+        edge.tracer = Some(tracer);
+        server.add_service(one_thread("lb traces", export));
     }
     let lb = Lb::new(
         Arc::clone(runtime.routing()),
         Arc::clone(&traffic),
         access_log.clone(),
-        listeners::edge(&config),
+        edge,
     );
     let front_stats = Arc::new(FrontStats::default());
     let parts = listeners::Parts {

@@ -20,7 +20,8 @@
 //! - [`health`]: a pool's active HTTP check and why a probe failed (`control::checks` runs them).
 //! - [`stats`]: per-pool counters and histograms, counted with a few atomics.
 //! - [`tls`]: certificates of TLS listeners, chosen by SNI, reloaded when their files change.
-//! - [`access_log`]: one line per request, written off the request path.
+//! - [`access_log`]: one line per request (combined or JSON), written off the request path.
+//! - [`trace`]: W3C trace context and lb's spans, exported over OTLP/HTTP in the background.
 //! - [`traffic`]: requests in flight and whether client connections are being drained.
 
 pub(crate) mod access;
@@ -41,6 +42,7 @@ pub(crate) mod selection;
 pub mod split;
 pub(crate) mod stats;
 pub(crate) mod tls;
+pub(crate) mod trace;
 pub(crate) mod traffic;
 
 use pingora_http::RequestHeader;

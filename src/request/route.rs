@@ -9,6 +9,7 @@ use crate::request::guard::Guard;
 use crate::request::pool::Pool;
 use crate::request::rules::Rules;
 use crate::request::split::Split;
+use crate::request::stats::RouteStats;
 use http::{HeaderName, Method};
 use pingora_http::RequestHeader;
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub struct Target {
     pub mirror: Option<Arc<crate::request::mirror::Mirror>>,
     /// How responses are compressed; `None`: they are not.
     pub compress: Option<Compression>,
+    /// Its responses by status class, under the route's label.
+    pub stats: Arc<RouteStats>,
 }
 
 impl Target {
@@ -44,6 +47,7 @@ impl Target {
             rules: Rules::default(),
             mirror: None,
             compress: None,
+            stats: Arc::default(),
         }
     }
 }
@@ -58,6 +62,15 @@ pub struct Table {
 }
 
 impl Table {
+    /// The counters of the route labelled `label` ([`RouteStats::label`]), to carry over a
+    /// reload.
+    pub fn route_stats(&self, label: &str) -> Option<Arc<RouteStats>> {
+        self.router
+            .targets()
+            .find(|t| t.stats.label() == label)
+            .map(|t| Arc::clone(&t.stats))
+    }
+
     /// Forgets guard state no longer needed, such as rate-limit keys back to a full burst
     /// (called every few seconds).
     pub fn sweep_guards(&self, now_ns: u64) {

@@ -1,8 +1,10 @@
 //! Per-pool statistics counted on the request path: responses by status class, request and
-//! upstream-response durations as histograms, retries and refusals. Each count is one or two
+//! upstream-response durations as histograms, retries and refusals; and per route, responses
+//! by status class. Each count is one or two
 //! relaxed atomic adds; turning them into Prometheus families is the control plane's job.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the duration histograms: fine below 10 ms, where a load balancer's
@@ -141,6 +143,56 @@ impl PoolStats {
     }
 }
 
+/// One route's responses to clients by status class 1xx..5xx (`lb_route_requests_total`),
+/// under the route's label: its name, `routes[N]` for an unnamed route (its place in the file),
+/// `default` for the route lb makes when there are none. A reload keeps the counters of a
+/// label.
+pub struct RouteStats {
+    label: Arc<str>,
+    responses: [AtomicU64; 5],
+}
+
+impl Default for RouteStats {
+    fn default() -> Self {
+        RouteStats::new("default".into())
+    }
+}
+
+impl RouteStats {
+    /// Counters at 0 under `label`.
+    pub fn new(label: Arc<str>) -> Self {
+        RouteStats {
+            label,
+            responses: Default::default(),
+        }
+    }
+
+    /// The route's label in `lb_route_requests_total`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The label, shared.
+    pub fn shared_label(&self) -> Arc<str> {
+        Arc::clone(&self.label)
+    }
+
+    /// Counts a response with `status` sent to a client.
+    pub fn response(&self, status: u16) {
+        if let Some(slot) = (status / 100)
+            .checked_sub(1)
+            .and_then(|i| self.responses.get(i as usize))
+        {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Responses so far, by class (index 0 is 1xx).
+    pub fn responses(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.responses[i].load(Ordering::Relaxed))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +204,12 @@ mod tests {
             c.response(s);
         }
         assert_eq!(c.responses(), [0, 2, 1, 1, 2]);
+        let r = RouteStats::new("api".into());
+        assert_eq!(r.label(), "api");
+        for s in [200, 429, 0, 101, 600] {
+            r.response(s);
+        }
+        assert_eq!(r.responses(), [1, 1, 0, 1, 0]);
     }
 
     #[test]

@@ -7,7 +7,6 @@ use crate::request::access_log::{AccessLog, Entry};
 use http::StatusCode;
 use pingora_core::protocols::GetSocketDigest;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 /// What a 413 says, whichever layer finds the body too large (the front from the head, the
 /// proxy from a declared length or the body as it comes).
@@ -118,14 +117,7 @@ pub fn log(log: &AccessLog, conn: &Conn, refusal: &Refusal) {
         target: target.as_bytes(),
         version,
         status: refusal.status,
-        bytes: 0,
-        referer: None,
-        user_agent: None,
-        pool: None,
-        upstream: None,
-        tries: 0,
-        total: Duration::ZERO,
-        upstream_time: None,
+        ..Entry::default()
     });
 }
 

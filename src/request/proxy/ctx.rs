@@ -52,6 +52,8 @@ pub struct Ctx {
     pub(super) upstream_fd: Option<std::os::unix::io::RawFd>,
     /// The request's id (`X-Request-Id`), once given.
     pub(super) request_id: Option<http::HeaderValue>,
+    /// The request's trace, when it has one (see [`super::observe`]).
+    pub(super) trace: Option<crate::request::trace::Trace>,
     /// Whether response writes were switched to go out at once.
     pub(super) streaming: bool,
     /// The mirror's copy: sent (or given up) already, or waiting for the body.

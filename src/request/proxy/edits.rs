@@ -1,7 +1,7 @@
 //! The route's rules and the request id, applied the same way by both request loops: the id a
 //! request carries (kept from a trusted proxy, or a new UUIDv7), what the request looks like to
-//! the backend (path rewritten, fields removed, set and added) and what the response looks like
-//! to the client.
+//! the backend (path rewritten, fields removed, set and added, the trace's `traceparent`) and
+//! what the response looks like to the client.
 
 use super::{is_tls, peer_ip, Ctx, Lb};
 use crate::config::KeepId;
@@ -38,9 +38,16 @@ fn without_port(host: &str) -> &str {
 }
 
 impl Lb {
-    /// Gives the request on `downstream` its id: the one it came with when `request_id.keep`
-    /// allows (from a trusted proxy, or always), else a new one.
+    /// Gives the request on `downstream` its id and its place in a trace
+    /// ([`Lb::begin_trace`]).
     pub(super) fn identify(&self, downstream: &ServerSession, ctx: &mut Ctx) {
+        self.give_id(downstream, ctx);
+        self.begin_trace(downstream, ctx);
+    }
+
+    /// The request's id: the one it came with when `request_id.keep` allows (from a trusted
+    /// proxy, or always), else a new one.
+    fn give_id(&self, downstream: &ServerSession, ctx: &mut Ctx) {
         let Some((header, keep)) = &self.edge.request_id else {
             return;
         };
@@ -76,6 +83,7 @@ impl Lb {
         if let (Some((header, _)), Some(id)) = (&self.edge.request_id, &ctx.request_id) {
             req.headers.insert(header.clone(), id.clone());
         }
+        crate::request::trace::edit_request(ctx.trace.as_ref(), &mut req.headers);
         let Some(target) = &ctx.target else { return Ok(()) };
         let rules = &target.rules;
         if !rules.edits_request() {

@@ -23,7 +23,7 @@ pub fn client_gone(e: &Error) -> bool {
 
 /// The status the access log shows for a request that got no response: 499 when the client
 /// went away, 0 otherwise.
-fn unanswered_status(e: Option<&Error>) -> u16 {
+pub(super) fn unanswered_status(e: Option<&Error>) -> u16 {
     if e.is_some_and(client_gone) {
         499
     } else {
@@ -54,5 +54,8 @@ pub fn entry<'a>(downstream: &'a ServerSession, ctx: &'a Ctx, e: Option<&Error>)
         tries: ctx.tried.len(),
         total: ctx.started.map(|t| t.elapsed()).unwrap_or_default(),
         upstream_time: ctx.upstream_time,
+        route: ctx.target.as_ref().map(|t| t.stats.label()),
+        request_id: ctx.request_id.as_ref().map(|id| id.as_bytes()),
+        trace_id: ctx.trace.map(|t| t.trace_id),
     }
 }

@@ -12,6 +12,7 @@ mod forwarded;
 mod hooks;
 mod log;
 mod mirror;
+mod observe;
 mod policy;
 mod respond;
 mod upstream_response;
@@ -59,6 +60,8 @@ pub struct Edge {
     pub upstream_keepalive: usize,
     /// The request id's header and when an incoming one is kept; `None`: no ids.
     pub request_id: Option<(http::HeaderName, crate::config::KeepId)>,
+    /// Sampling and the span queue, with `tracing:`.
+    pub tracer: Option<Arc<crate::request::trace::Tracer>>,
     /// Each write to the client, at most (`clients.send_timeout`); zero: no limit.
     pub send_timeout: Duration,
     /// Slowest request body in bytes per second beyond `body_timeout`; 0: no such limit.
@@ -374,6 +377,7 @@ impl Lb {
                 pool.stats().request_duration.observe(started.elapsed());
             }
         }
+        self.observe_end(downstream, e, ctx);
         if let Some(log) = &self.access_log {
             log.record(&log::entry(downstream, ctx, e));
         }
