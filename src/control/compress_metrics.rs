@@ -2,7 +2,7 @@
 //! compressors, by route and algorithm, read from the request path's counters when scraped. The
 //! other families are in [`super::metrics`].
 
-use super::metrics::counter;
+use super::metric_samples::counter;
 use crate::request::compress::stats::{self, ENCODINGS};
 use crate::request::compress::token;
 use prometheus::core::{Collector, Desc};

@@ -5,6 +5,7 @@
 //! listener and on the optional `metrics:` listener. The compression families are in
 //! [`super::compress_metrics`].
 
+use super::metric_samples::{counter, label_pairs};
 use crate::request::front::{hostile, linger, FrontStats};
 use crate::request::member::AdminState;
 use crate::request::mirror;
@@ -19,7 +20,7 @@ use log::error;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Bucket, Gauge, Histogram, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -391,31 +392,11 @@ fn backend_metrics(pool: &str, s: &BackendState, out: &mut [Vec<Metric>]) {
     }
 }
 
-fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
-    labels
-        .iter()
-        .map(|(k, v)| {
-            let mut pair = LabelPair::default();
-            pair.set_name(k.to_string());
-            pair.set_value(v.to_string());
-            pair
-        })
-        .collect()
-}
-
 fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
     let mut g = Gauge::default();
     g.set_value(value);
     let mut m = Metric::from_label(label_pairs(labels));
     m.set_gauge(g);
-    m
-}
-
-pub(super) fn counter(labels: &[(&str, &str)], value: f64) -> Metric {
-    let mut c = Counter::default();
-    c.set_value(value);
-    let mut m = Metric::from_label(label_pairs(labels));
-    m.set_counter(c);
     m
 }
 

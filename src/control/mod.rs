@@ -25,6 +25,7 @@ pub mod discovery;
 pub mod dns;
 pub mod events;
 pub mod history;
+mod metric_samples;
 pub mod metrics;
 pub mod overview;
 pub mod route_view;

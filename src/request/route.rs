@@ -255,6 +255,44 @@ fn strip_port(host: &str) -> &str {
     name.trim_end_matches('.')
 }
 
+/// What routing a request decided: its route, the pool that serves it (with a split, the side
+/// chosen), and the split cookie its response sets, if any.
+pub struct Routed {
+    /// The route.
+    pub target: Arc<Target>,
+    /// The pool.
+    pub pool: Arc<Pool>,
+    /// A `Set-Cookie` value for the response.
+    pub set_cookie: Option<String>,
+}
+
+impl Target {
+    /// Whether lb's own loop can serve every request of the route: its pool (every side's, for
+    /// a split) is reached over plaintext HTTP/1.1.
+    pub fn plain_http1(&self) -> bool {
+        self.pool.plain_http1() && self.split.as_ref().is_none_or(|s| s.plain_http1())
+    }
+
+    /// Routes a request of `req` from `client` here: the pool (a split's side, chosen now) and
+    /// the split cookie to set.
+    pub fn choose(self: &Arc<Self>, req: &RequestHeader, client: Option<std::net::IpAddr>) -> Routed {
+        let Some(split) = &self.split else {
+            return Routed {
+                target: Arc::clone(self),
+                pool: Arc::clone(&self.pool),
+                set_cookie: None,
+            };
+        };
+        let choice = split.choose(req, client);
+        let pool = split.side_pool(choice.side).unwrap_or(&self.pool);
+        Routed {
+            pool: Arc::clone(pool),
+            set_cookie: choice.set_cookie.then(|| split.cookie(choice.side)).flatten(),
+            target: Arc::clone(self),
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "route_tests.rs"]
 mod tests;

@@ -10,7 +10,6 @@
 use crate::config::{HashKey, SplitBy};
 use crate::request::key;
 use crate::request::pool::Pool;
-use crate::request::route::Target;
 use crate::request::selection::{cookie_value, parse_cookie};
 use pingora_http::RequestHeader;
 use std::hash::Hasher;
@@ -72,18 +71,12 @@ pub struct Choice {
     pub set_cookie: bool,
 }
 
-/// What routing a request decided: its route, the pool that serves it (with a split, the side
-/// chosen), and the split cookie its response sets, if any.
-pub struct Routed {
-    /// The route.
-    pub target: Arc<Target>,
-    /// The pool.
-    pub pool: Arc<Pool>,
-    /// A `Set-Cookie` value for the response.
-    pub set_cookie: Option<String>,
-}
-
 impl Split {
+    /// The pool of side `side`, if there is such a side.
+    pub fn side_pool(&self, side: usize) -> Option<&Arc<Pool>> {
+        self.sides.get(side).map(|s| &s.pool)
+    }
+
     /// The split of route `route` (its name, or `routes[N]`) between `sides`
     /// (`(upstream, pool, weight)`), kept by `by`.
     pub fn new(route: &str, sides: Vec<(String, Arc<Pool>, u32)>, by: Option<SplitBy>) -> Split {
@@ -254,33 +247,6 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-impl Target {
-    /// Whether lb's own loop can serve every request of the route: its pool (every side's, for
-    /// a split) is reached over plaintext HTTP/1.1.
-    pub fn plain_http1(&self) -> bool {
-        self.pool.plain_http1() && self.split.as_ref().is_none_or(|s| s.plain_http1())
-    }
-
-    /// Routes a request of `req` from `client` here: the pool (a split's side, chosen now) and
-    /// the split cookie to set.
-    pub fn choose(self: &Arc<Self>, req: &RequestHeader, client: Option<IpAddr>) -> Routed {
-        let Some(split) = &self.split else {
-            return Routed {
-                target: Arc::clone(self),
-                pool: Arc::clone(&self.pool),
-                set_cookie: None,
-            };
-        };
-        let choice = split.choose(req, client);
-        let pool = split.sides.get(choice.side).map_or(&self.pool, |s| &s.pool);
-        Routed {
-            pool: Arc::clone(pool),
-            set_cookie: choice.set_cookie.then(|| split.cookie(choice.side)).flatten(),
-            target: Arc::clone(self),
-        }
-    }
 }
 
 #[cfg(test)]

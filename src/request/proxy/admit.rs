@@ -19,7 +19,7 @@ use super::{forwarded, is_tls, policy, respond, Ctx, Lb};
 use crate::request::front::head::MAX_FIELDS;
 use crate::request::front::TOO_LARGE;
 use crate::request::guard::{Answer, Asked};
-use crate::request::split::Routed;
+use crate::request::route::Routed;
 use pingora_core::protocols::http::ServerSession;
 use pingora_error::Result;
 use std::net::IpAddr;
