@@ -56,8 +56,11 @@ impl Jail {
             } else {
                 "remount,bind,rw"
             };
+            // --root: lb's root directory, not the namespace's; entering a mount namespace
+            // moves the caller to the namespace's root, which in a chroot (CI's fresh root) is
+            // the host's, where neither this mount nor the directory's path is.
             Command::new("nsenter")
-                .args(["-t", &pid.to_string(), "-m", "mount", "-o", flags])
+                .args(["-t", &pid.to_string(), "-m", "--root", "mount", "-o", flags])
                 .arg(&self.dir)
                 .status()
         } else {
