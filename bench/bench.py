@@ -236,8 +236,8 @@ RULES_ROUTE = """routes:
 COMPRESS_ROUTE = """routes:
   - match: {path_prefix: /}
     upstream: bench
-    compress: {algorithms: [gzip], types: [application/json], min_size: 1KiB}
-"""
+    compress: {algorithms: [gzip], types: [application/json], min_size: 1KiB, level: LEVEL}
+""".replace("LEVEL", str(GZIP_LEVEL))
 
 
 def backends_conf(work, ports):
