@@ -12,7 +12,7 @@ mod common;
 use common::{eventually, Lb, PATIENCE};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -290,27 +290,9 @@ async fn curl_gets_each_encoding_and_the_body_round_trips() {
         .await
         .map(|r| r.text())
         .unwrap_or_default();
-    let (ok, said) = promtool(&text);
+    let (ok, said) = common::promtool(&text);
     assert!(ok, "promtool check metrics: {said}");
     stayed_on_lbs_own_loop(metrics, 6.0).await;
-}
-
-/// Runs Prometheus' `promtool check metrics` (Debian's prometheus package) on `text`: its verdict
-/// and what it said.
-fn promtool(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is missing: run scripts/setup (Debian package prometheus)");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(text.as_bytes()).expect("write");
-    drop(stdin);
-    let out = child.wait_with_output().expect("promtool");
-    let said = [out.stdout, out.stderr].concat();
-    (out.status.success(), String::from_utf8_lossy(&said).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,32 +8,7 @@ mod common;
 use common::admin::Api;
 use common::{eventually, get, Client, Demo, Lb, PATIENCE};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-/// Runs `promtool check metrics` on `text`: its verdict and output.
-fn promtool(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is missing: run scripts/setup (Debian package prometheus)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
-}
+use std::process::Command;
 
 /// Samples of the exposition by their full series name (`name{labels}`).
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -132,11 +107,11 @@ upstreams:
     );
 
     // Prometheus' own checker, on both endpoints.
-    let (ok, said) = promtool(&text);
+    let (ok, said) = common::promtool(&text);
     assert!(ok, "promtool rejects the admin exposition: {said}\n{text}");
     let plain = get(metrics_addr, "/metrics").await.unwrap();
     assert!(plain.header("content-type").starts_with("text/plain; version=0.0.4"));
-    let (ok, said) = promtool(&plain.text());
+    let (ok, said) = common::promtool(&plain.text());
     assert!(ok, "promtool rejects the metrics listener's exposition: {said}");
 }
 

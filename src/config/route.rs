@@ -283,13 +283,7 @@ impl Percent {
 
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = serde_yaml::Value::deserialize(d)?;
-        let text = match value {
-            serde_yaml::Value::Number(n) => n.to_string(),
-            serde_yaml::Value::String(s) => s,
-            other => format!("{other:?}"),
-        };
-        Percent::parse(&text).map_err(de::Error::custom)
+        Percent::parse(&super::types::scalar_text(d)?).map_err(de::Error::custom)
     }
 }
 

@@ -145,13 +145,7 @@ impl fmt::Display for Size {
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = serde_yaml::Value::deserialize(d)?;
-        let text = match value {
-            serde_yaml::Value::Number(n) => n.to_string(),
-            serde_yaml::Value::String(s) => s,
-            other => format!("{other:?}"),
-        };
-        Size::parse(&text).map_err(de::Error::custom)
+        Size::parse(&scalar_text(d)?).map_err(de::Error::custom)
     }
 }
 
@@ -334,6 +328,16 @@ impl<'de> Deserialize<'de> for HashKey {
         }
         d.deserialize_any(V)
     }
+}
+
+/// A YAML scalar as text (`1024` and `"1KiB"` alike), for the types that parse their own syntax
+/// (sizes, shares); anything else as its debug form, which their parsers then refuse.
+pub(crate) fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_yaml::Value::deserialize(d)? {
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::String(s) => s,
+        other => format!("{other:?}"),
+    })
 }
 
 #[cfg(test)]

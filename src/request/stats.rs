@@ -71,7 +71,7 @@ pub const REFUSALS: [&str; 3] = ["none_ready", "queue_full", "queue_timeout"];
 #[derive(Default)]
 pub struct PoolStats {
     /// Responses sent to clients by status class 1xx..5xx.
-    responses: [AtomicU64; 5],
+    responses: StatusClasses,
     /// From the request's arrival to the end of its response.
     pub request_duration: Histogram,
     /// From sending to a backend to its response header, per attempt that got one.
@@ -86,17 +86,12 @@ pub struct PoolStats {
 impl PoolStats {
     /// Counts a response with `status` sent to a client.
     pub fn response(&self, status: u16) {
-        if let Some(slot) = (status / 100)
-            .checked_sub(1)
-            .and_then(|i| self.responses.get(i as usize))
-        {
-            slot.fetch_add(1, Ordering::Relaxed);
-        }
+        self.responses.count(status);
     }
 
     /// Responses so far, by class (index 0 is 1xx).
     pub fn responses(&self) -> [u64; 5] {
-        std::array::from_fn(|i| self.responses[i].load(Ordering::Relaxed))
+        self.responses.read()
     }
 
     /// Counts an attempt after the first.
@@ -149,7 +144,7 @@ impl PoolStats {
 /// label.
 pub struct RouteStats {
     label: Arc<str>,
-    responses: [AtomicU64; 5],
+    responses: StatusClasses,
 }
 
 impl Default for RouteStats {
@@ -179,17 +174,12 @@ impl RouteStats {
 
     /// Counts a response with `status` sent to a client.
     pub fn response(&self, status: u16) {
-        if let Some(slot) = (status / 100)
-            .checked_sub(1)
-            .and_then(|i| self.responses.get(i as usize))
-        {
-            slot.fetch_add(1, Ordering::Relaxed);
-        }
+        self.responses.count(status);
     }
 
     /// Responses so far, by class (index 0 is 1xx).
     pub fn responses(&self) -> [u64; 5] {
-        std::array::from_fn(|i| self.responses[i].load(Ordering::Relaxed))
+        self.responses.read()
     }
 }
 
@@ -225,5 +215,23 @@ mod tests {
         assert_eq!(snap.buckets[3], (0.005, 4));
         assert_eq!(snap.buckets.last(), Some(&(60.0, 4)));
         assert!((snap.sum - 70.007).abs() < 1e-9, "{}", snap.sum);
+    }
+}
+
+/// Responses by status class, 1xx to 5xx, counted with one atomic each.
+#[derive(Debug, Default)]
+struct StatusClasses([AtomicU64; 5]);
+
+impl StatusClasses {
+    /// Counts `status` in its class (none outside 100-599).
+    fn count(&self, status: u16) {
+        if let Some(slot) = (status / 100).checked_sub(1).and_then(|i| self.0.get(i as usize)) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counts, index 0 for 1xx.
+    fn read(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
     }
 }

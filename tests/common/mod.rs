@@ -21,7 +21,7 @@ pub mod webdriver;
 pub mod ws;
 pub mod wsload;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -554,4 +554,29 @@ fn parse_log_time(t: &str) -> Option<SystemTime> {
     let days = era * 146_097 + doe - 719_468;
     let millis = (((days * 24 + hh) * 60 + mm) * 60 + ss) * 1000 + ms;
     Some(UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).ok()?))
+}
+
+/// Runs Prometheus' `promtool check metrics` (Debian's prometheus package) on `text`: its verdict
+/// and what it said.
+pub fn promtool(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: run scripts/setup (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
 }

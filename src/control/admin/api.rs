@@ -196,13 +196,7 @@ async fn backend(admin: &Admin, req: &Request<'_>, pool: &str, addr: &str) -> Re
         Err((status, msg)) => return error(status, msg),
     };
     if admin.traffic.draining() {
-        return Reply {
-            close: true,
-            ..error(
-                503,
-                "this lb is stopping or handing over to a new process: retry, the next connection reaches the new one",
-            )
-        };
+        return stopping();
     }
     match admin.runtime.apply(&pool, addr, change).await {
         Ok(applied) => reply(if applied.result == "created" { 201 } else { 200 }, &applied),
@@ -234,5 +228,17 @@ async fn reload(admin: &Admin) -> Reply {
             &json!({ "reloaded": true, "note": report.to_string(), "report": report }),
         ),
         Err(e) => error(400, format!("configuration not reloaded, nothing changed: {e}")),
+    }
+}
+
+/// 503 for a change asked of an lb that is stopping or handing over: the connection closes, so
+/// the client's retry reaches the new process.
+pub(super) fn stopping() -> Reply {
+    Reply {
+        close: true,
+        ..error(
+            503,
+            "this lb is stopping or handing over to a new process: retry, the next connection reaches the new one",
+        )
     }
 }

@@ -69,13 +69,7 @@ pub(super) async fn route(admin: &Admin, req: &Request<'_>, name: &str) -> Reply
         Err((status, msg)) => return error(status, msg),
     };
     if admin.traffic.draining() {
-        return Reply {
-            close: true,
-            ..error(
-                503,
-                "this lb is stopping or handing over to a new process: retry, the next connection reaches the new one",
-            )
-        };
+        return super::stopping();
     }
     match admin.runtime.set_split(&name, weights).await {
         Ok(applied) => reply(200, &applied),
