@@ -13,6 +13,8 @@
 //! - [`guard`]: a route's checks before its pool (HTTPS redirect, rate limit, redirect mode).
 //! - [`access`]: the guards of who may use a route (by address; basic auth).
 //! - [`mirror`]: sampled copies of a route's requests to another pool, answers discarded.
+//! - [`shadow_compare`]: a rollout shadow's comparison of the candidate's answer with the
+//!   baseline's (status, headers, bodies as bytes or normalised JSON).
 //! - [`pool`]: a running pool: membership, balancer, key source, slots and wait queue, peers.
 //! - [`selection`]: balancing algorithms (Pingora `BackendSelection`s) and live backend state.
 //! - [`member`]: a pool member as configured: weight, admin state, source, cap.
@@ -39,6 +41,7 @@ pub(crate) mod rate_limit;
 pub mod route;
 pub(crate) mod rules;
 pub(crate) mod selection;
+pub mod shadow_compare;
 pub mod split;
 pub(crate) mod stats;
 pub(crate) mod tls;
