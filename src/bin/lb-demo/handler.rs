@@ -3,16 +3,19 @@
 use crate::body::{full, parts, pattern, stream, AnyBody};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 type Reply = Result<Response<AnyBody>, std::convert::Infallible>;
 
 /// One named backend and its live settings.
 pub struct Backend {
     name: String,
+    /// The `version` of `/json` (`--api-version`).
+    api_version: String,
     delay_ms: AtomicU64,
     health: AtomicU16,
     /// Fail one request in `fail_every` (0: never).
@@ -23,8 +26,8 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A backend answering as `name`.
-    pub fn new(name: &str, delay: Duration, fail_rate: f64) -> Self {
+    /// A backend answering as `name`, its `/json` saying `api_version`.
+    pub fn new(name: &str, api_version: &str, delay: Duration, fail_rate: f64) -> Self {
         let fail_every = if fail_rate > 0.0 {
             (1.0 / fail_rate.min(1.0)).round() as u64
         } else {
@@ -32,6 +35,7 @@ impl Backend {
         };
         Backend {
             name: name.to_string(),
+            api_version: api_version.to_string(),
             delay_ms: AtomicU64::new(delay.as_millis() as u64),
             health: AtomicU16::new(200),
             fail_every,
@@ -85,6 +89,7 @@ impl Backend {
             ("echo", _) => self.echo(req),
             ("headers", _) => self.headers(req).await,
             ("upload", _) => self.upload(req).await,
+            ("json", _) => self.json(),
             _ => self.reply(200, &format!("{}\n", self.name)),
         }
     }
@@ -97,6 +102,21 @@ impl Backend {
             (n * 8).to_string().parse().expect("a number is a valid header"),
         );
         self.with_name(resp)
+    }
+
+    /// A JSON document like an API's, for rollouts' body comparisons: fixed fields, the
+    /// version, the backend's name and a timestamp that differs on every answer.
+    fn json(&self) -> Response<AnyBody> {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let body = format!(
+            "{{\"service\":\"demo\",\"version\":{},\"backend\":{},\"timestamp\":{millis},\
+             \"items\":[{{\"id\":1,\"price\":10}},{{\"id\":2,\"price\":20}}]}}\n",
+            quoted(&self.api_version),
+            quoted(&self.name),
+        );
+        self.reply_as(200, "application/json", &body)
     }
 
     fn echo(&self, req: Request<Incoming>) -> Response<AnyBody> {
@@ -160,10 +180,14 @@ impl Backend {
     }
 
     fn reply(&self, code: u16, text: &str) -> Response<AnyBody> {
+        self.reply_as(code, "text/plain", text)
+    }
+
+    fn reply_as(&self, code: u16, content_type: &'static str, text: &str) -> Response<AnyBody> {
         let mut resp = Response::new(full(text.to_string()));
         *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         resp.headers_mut()
-            .insert("content-type", "text/plain".parse().expect("valid"));
+            .insert("content-type", HeaderValue::from_static(content_type));
         self.with_name(resp)
     }
 
@@ -182,6 +206,11 @@ impl Drop for Done<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
     }
+}
+
+/// `text` as a JSON string, quotes and escapes included.
+fn quoted(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }
 
 /// `/delay/250` → (`delay`, Some(250)); `/echo/x` → (`echo`, None).

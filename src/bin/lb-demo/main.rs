@@ -28,6 +28,8 @@ Routes (every response carries X-Backend: NAME):
   /parts/N              N parts of 8 bytes a second apart, in a Content-Length body
   /ws                   WebSocket echo
   /upload               reads the body and answers with its length
+  /json                 JSON (application/json): service, version (--api-version), backend
+                        (NAME), timestamp (Unix ms, new on every answer), items
   /_demo/stats          JSON: requests, connections, in-flight
   /_demo/delay/MS       sets the base delay of every later request
   /_demo/health/CODE    makes /healthz answer CODE
@@ -47,6 +49,9 @@ struct Args {
     /// Fraction of requests (0 to 1) answered with 500, for a flaky backend.
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
+    /// The version field of /json, e.g. 2 for a candidate that answers differently.
+    #[arg(long, value_name = "TEXT", default_value = "1")]
+    api_version: String,
 }
 
 fn parse_backend(text: &str) -> Result<(String, SocketAddr), String> {
@@ -67,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("{name}: cannot listen on {addr}: {e}"))?;
-        let backend = Arc::new(Backend::new(name, args.delay, args.fail_rate));
+        let backend = Arc::new(Backend::new(name, &args.api_version, args.delay, args.fail_rate));
         println!("{name} listening on http://{}", listener.local_addr()?);
         servers.push(tokio::spawn(serve(listener, backend)));
     }
