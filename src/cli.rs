@@ -184,6 +184,7 @@ impl Cli {
             cluster: None,
             request_id: Default::default(),
             tracing: None,
+            rollouts: Vec::new(),
         })
     }
 

@@ -4,8 +4,10 @@
 mod admin;
 mod clients;
 pub mod htpasswd;
+pub mod json_path;
 mod listener;
 mod observe;
+mod rollout;
 mod route;
 mod route_check;
 pub mod rules;
@@ -18,6 +20,7 @@ pub use admin::AdminConf;
 pub use clients::{ClientConf, Http2Conf};
 pub use listener::{CertPair, Listener, TlsConf};
 pub use observe::{KeepId, LogFormat, OtlpConf, RequestIdConf, TracingConf, DEFAULT_OTLP_TIMEOUT};
+pub use rollout::{basis_points, BodyCompare, CompareConf, Gates, OnSuccess, RolloutConf, ShadowConf};
 pub use route::{
     AccessConf, BasicAuthConf, CompressConf, Encoding, MirrorConf, Percent, RateKey, RateLimitConf, Route, SplitBy,
     SplitConf,
@@ -110,6 +113,10 @@ pub struct Config {
     /// `tracestate` still pass to the backends unchanged).
     #[serde(default)]
     pub tracing: Option<TracingConf>,
+    /// Candidate pools rolled out behind named routes: shadowed, then shifted in steps with gates,
+    /// promoted or rolled back. Default: none.
+    #[serde(default)]
+    pub rollouts: Vec<RolloutConf>,
 }
 
 /// A mapping of names that refuses a name given twice (serde's maps would keep the last one

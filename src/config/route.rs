@@ -147,6 +147,15 @@ pub enum SplitBy {
     Key(HashKey),
 }
 
+impl serde::Serialize for SplitBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SplitBy::Cookie(name) => s.collect_str(&format_args!("cookie:{name}")),
+            SplitBy::Key(key) => key.serialize(s),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for SplitBy {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match HashKey::deserialize(d)? {
@@ -278,6 +287,12 @@ impl Percent {
     /// As a fraction, 0 to 1.
     pub fn fraction(self) -> f64 {
         self.0 / 100.0
+    }
+}
+
+impl serde::Serialize for Percent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}%", self.0))
     }
 }
 

@@ -102,6 +102,12 @@ impl fmt::Display for Dur {
     }
 }
 
+impl serde::Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -140,6 +146,12 @@ impl fmt::Display for Size {
             n if n > 0 && n % (1 << 10) == 0 => write!(f, "{}KiB", n >> 10),
             n => write!(f, "{n}B"),
         }
+    }
+}
+
+impl serde::Serialize for Size {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
     }
 }
 
@@ -302,6 +314,12 @@ impl fmt::Display for HashKey {
             HashKey::Header(name) => write!(f, "header:{name}"),
             HashKey::Cookie(name) => write!(f, "cookie:{name}"),
         }
+    }
+}
+
+impl serde::Serialize for HashKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

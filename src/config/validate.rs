@@ -49,7 +49,8 @@ impl Config {
             }
         }
         self.check_tracing()?;
-        self.check_routes()
+        self.check_routes()?;
+        self.check_rollouts()
     }
 
     fn check_listeners(&self) -> Result<(), Problem> {

@@ -10,8 +10,11 @@
 //! `PREFIX/routes/NAME` (an lb from before them warns about the key and leaves it alone).
 
 use crate::config::EtcdConf;
+use crate::control::rollout::RolloutState;
 use crate::control::state_file::{Changes, Override, PoolChanges, Registered, RouteChanges};
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,6 +29,8 @@ enum Entry {
     Removed,
     /// A route's changes (under `routes/`, not `pools/`).
     Route(RouteChanges),
+    /// A route's rollout (under `rollouts/`).
+    Rollout(Box<RolloutState>),
 }
 
 /// The keys under the prefix, as last read or watched: key → (create revision, entry).
@@ -128,9 +133,14 @@ impl Cluster {
         let mut registered: BTreeMap<String, Vec<(i64, Registered)>> = BTreeMap::new();
         let base = format!("{}pools/", self.prefix);
         let routes = format!("{}routes/", self.prefix);
+        let rollouts = format!("{}rollouts/", self.prefix);
         for (key, (created, entry)) in &mirror.0 {
             if let (Some(route), Entry::Route(rc)) = (key.strip_prefix(&routes), entry) {
                 changes.routes.insert(route.to_string(), rc.clone());
+                continue;
+            }
+            if let (Some(route), Entry::Rollout(state)) = (key.strip_prefix(&rollouts), entry) {
+                changes.rollouts.insert(route.to_string(), (**state).clone());
                 continue;
             }
             let Some((pool, addr)) = key.strip_prefix(&base).and_then(|rest| rest.split_once('/')) else {
@@ -151,7 +161,9 @@ impl Cluster {
                     ..o.clone()
                 }),
                 Entry::Removed => pc.removed.push(addr),
-                Entry::Route(_) => log::warn!("etcd key {key}: a route's entry under pools/, ignored"),
+                Entry::Route(_) | Entry::Rollout(_) => {
+                    log::warn!("etcd key {key}: a route's entry under pools/, ignored")
+                }
             }
         }
         for (pool, mut list) in registered {
@@ -214,6 +226,78 @@ impl Cluster {
             None => {}
         }
         Ok(())
+    }
+
+    /// The key of route `route`'s rollout.
+    fn rollout_key(&self, route: &str) -> String {
+        format!("{}rollouts/{route}", self.prefix)
+    }
+
+    /// The election's key: beside the prefix, not under it (its value is no entry).
+    fn driver_key(&self) -> String {
+        format!("{}.rollout-driver", self.prefix.trim_end_matches('/'))
+    }
+
+    /// Writes route `route`'s rollout (`None`: deletes it). With `driver`, only while that
+    /// instance holds the election (a driver that lost it must not move a rollout the new one
+    /// drives).
+    pub async fn write_rollout(
+        &self,
+        route: &str,
+        state: Option<&RolloutState>,
+        driver: Option<&str>,
+    ) -> Result<(), String> {
+        let key = self.rollout_key(route);
+        let op = match state {
+            Some(s) => {
+                let value = serde_json::to_string(&Entry::Rollout(Box::new(s.clone()))).map_err(|e| e.to_string())?;
+                TxnOp::put(key, value, None)
+            }
+            None => TxnOp::delete(key, None),
+        };
+        let mut txn = Txn::new();
+        if let Some(id) = driver {
+            txn = txn.when([Compare::value(self.driver_key(), CompareOp::Equal, id)]);
+        }
+        let done = self
+            .client
+            .clone()
+            .txn(txn.and_then([op]))
+            .await
+            .map_err(|e| format!("etcd write failed: {e}"))?;
+        if done.succeeded() {
+            Ok(())
+        } else {
+            Err("this instance no longer drives the rollouts".into())
+        }
+    }
+
+    /// One round of the rollout driver's election: renews `lease` if this instance (`id`)
+    /// holds it, else tries to take the key under a new lease of `ttl_s` seconds. `Ok(true)`:
+    /// this instance drives until the lease runs out.
+    pub async fn campaign(&self, id: &str, lease: &mut Option<i64>, ttl_s: i64) -> Result<bool, String> {
+        let mut client = self.client.clone();
+        let failed = |e: etcd_client::Error| format!("etcd election: {e}");
+        if let Some(held) = *lease {
+            if client.lease_keep_alive(held).await.is_ok() {
+                let got = client.get(self.driver_key(), None).await.map_err(failed)?;
+                if got.kvs().first().is_some_and(|kv| kv.value() == id.as_bytes()) {
+                    return Ok(true);
+                }
+            }
+            *lease = None;
+        }
+        let granted = client.lease_grant(ttl_s, None).await.map_err(failed)?.id();
+        let key = self.driver_key();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, id, Some(PutOptions::new().with_lease(granted)))]);
+        if client.txn(txn).await.map_err(failed)?.succeeded() {
+            *lease = Some(granted);
+            return Ok(true);
+        }
+        let _ = client.lease_revoke(granted).await;
+        Ok(false)
     }
 
     /// Follows the keys from `revision`: calls `apply` with the whole state after every

@@ -1,7 +1,7 @@
-//! Prometheus samples as lb's collectors build them: a counter with its labels. A leaf, so that
+//! Prometheus samples as lb's collectors build them: a counter or a gauge with its labels. A leaf, so that
 //! the collectors of [`super::metrics`] and [`super::compress_metrics`] share it without a circle.
 
-use prometheus::proto::{Counter, LabelPair, Metric};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric};
 
 /// A counter sample with `labels` and `value`.
 pub(super) fn counter(labels: &[(&str, &str)], value: f64) -> Metric {
@@ -9,6 +9,15 @@ pub(super) fn counter(labels: &[(&str, &str)], value: f64) -> Metric {
     c.set_value(value);
     let mut m = Metric::from_label(label_pairs(labels));
     m.set_counter(c);
+    m
+}
+
+/// A gauge sample with `labels` and `value`.
+pub(super) fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
+    let mut g = Gauge::default();
+    g.set_value(value);
+    let mut m = Metric::from_label(label_pairs(labels));
+    m.set_gauge(g);
     m
 }
 

@@ -5,7 +5,7 @@
 //! listener and on the optional `metrics:` listener. The compression families are in
 //! [`super::compress_metrics`].
 
-use super::metric_samples::{counter, label_pairs};
+use super::metric_samples::{counter, gauge, label_pairs};
 use crate::request::front::{hostile, linger, FrontStats};
 use crate::request::member::AdminState;
 use crate::request::mirror;
@@ -20,7 +20,7 @@ use log::error;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Bucket, Gauge, Histogram, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -232,6 +232,7 @@ impl Metrics {
         for collector in [
             Box::new(own) as Box<dyn Collector>,
             Box::new(super::compress_metrics::CompressCollector::default()),
+            Box::new(super::rollout_metrics::RolloutCollector::default()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             if let Err(e) = registry.register(collector) {
@@ -390,14 +391,6 @@ fn backend_metrics(pool: &str, s: &BackendState, out: &mut [Vec<Metric>]) {
             n.load(Ordering::Relaxed) as f64,
         ));
     }
-}
-
-fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
-    let mut g = Gauge::default();
-    g.set_value(value);
-    let mut m = Metric::from_label(label_pairs(labels));
-    m.set_gauge(g);
-    m
 }
 
 fn histogram(labels: &[(&str, &str)], snap: &HistogramSnapshot) -> Metric {

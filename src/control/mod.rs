@@ -28,6 +28,8 @@ pub mod history;
 mod metric_samples;
 pub mod metrics;
 pub mod overview;
+pub mod rollout;
+mod rollout_metrics;
 pub mod route_view;
 pub mod runtime;
 pub mod service;

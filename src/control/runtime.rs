@@ -35,8 +35,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
+#[path = "runtime_rollouts.rs"]
+mod rollouts;
 #[path = "runtime_routes.rs"]
 mod routes;
+
+pub use rollouts::Action as RolloutAction;
 
 /// Reads the configuration again (file and command-line overrides), validated.
 pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
@@ -85,6 +89,7 @@ pub struct Runtime {
     etcd: tokio::sync::OnceCell<Cluster>,
     history: History,
     events: Events,
+    rollouts: rollouts::Rollouts,
 }
 
 /// What a change did to a backend, as the API answers it.
@@ -157,7 +162,11 @@ fn route_label(index: usize, route: &Route) -> String {
 
 /// Builds the table of `config`'s pools and routes, each pool around the live state of the pool
 /// of the same name in `old` (kept across reloads) or a new one; members are not set.
-fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError> {
+fn build_table(
+    config: &Config,
+    old: Option<&Table>,
+    lives: &BTreeMap<String, Arc<crate::request::rollout::Live>>,
+) -> Result<Table, StartError> {
     let mut pools = BTreeMap::new();
     for (name, conf) in &config.upstreams {
         let live = old
@@ -179,9 +188,17 @@ fn build_table(config: &Config, old: Option<&Table>) -> Result<Table, StartError
     };
     for (index, route) in config.routes.iter().enumerate() {
         if let Some(pool) = route.upstreams().first().and_then(|name| pools.get(*name)) {
+            // A running rollout splits the route between its baseline and its candidate.
+            let live = route
+                .name
+                .as_ref()
+                .and_then(|n| lives.get(n))
+                .filter(|l| route.split.is_none() && route.upstream.as_deref() == Some(l.baseline.as_str()));
+            let rollout_split = live.and_then(|l| l.attach(&pools));
             let target = Target {
                 name: route.name.as_deref().map(Arc::from),
-                split: routes::split_of(route, index, &pools),
+                rollout: rollout_split.as_ref().and(live.cloned()),
+                split: rollout_split.or_else(|| routes::split_of(route, index, &pools)),
                 guards: guards(index, route, https_port)?,
                 rules: Rules::of(route),
                 mirror: mirror::Mirror::of(index, route, &pools),
@@ -307,7 +324,8 @@ impl Runtime {
     /// `state_file` when given. Pools have the file's members until [`Runtime::restore`].
     pub fn new(config: Config, loader: Loader, state_file: Option<&Path>) -> Result<Arc<Runtime>, StartError> {
         let config_cluster = config.cluster.as_ref().map(|c| c.etcd.clone());
-        let table = build_table(&config, None)?;
+        let clustered = config_cluster.is_some();
+        let table = build_table(&config, None, &BTreeMap::new())?;
         set_all_members(&table, &config, &Changes::default());
         Ok(Arc::new(Runtime {
             routing: Arc::new(Routing::from_pointee(table)),
@@ -324,6 +342,7 @@ impl Runtime {
             etcd: tokio::sync::OnceCell::new(),
             history: History::default(),
             events: Events::default(),
+            rollouts: rollouts::Rollouts::new(clustered),
         }))
     }
 
@@ -368,9 +387,11 @@ impl Runtime {
     /// Makes `shared` (the cluster's state, as etcd holds it) this instance's runtime state.
     pub async fn adopt(&self, shared: Changes) {
         let mut desired = self.desired.lock().await;
-        let changes = changes::reconcile(&desired.config, &shared, unix_ms());
+        // The driving instance starts the file's new rollouts (in etcd), not each instance.
+        let changes = changes::reconcile_starting(&desired.config, &shared, unix_ms(), false);
         set_all_members(&self.routing.load(), &desired.config, &changes);
         desired.changes = changes;
+        self.sync_rollouts(&desired);
     }
 
     /// With `cluster:`, follows etcd for as long as the process runs: the state read at start,
@@ -453,13 +474,14 @@ impl Runtime {
             }
             return;
         }
-        let Some(store) = &self.store else { return };
-        let kept = store.load();
+        // Without a state file there is nothing to restore, but the file's rollouts start.
+        let kept = self.store.as_ref().map(StateFile::load).unwrap_or_default();
         let mut desired = self.desired.lock().await;
         let changes = changes::reconcile(&desired.config, &kept, unix_ms());
         set_all_members(&self.routing.load(), &desired.config, &changes);
         desired.changes = kept;
         self.commit(&mut desired, changes);
+        self.sync_rollouts(&desired);
     }
 
     /// Makes `changes` the runtime changes, written to the state file when they differ from
@@ -582,8 +604,12 @@ impl Runtime {
             .retain(|name, _| config.upstreams.get(name).is_some_and(|u| u.discovery.is_some()));
         add_discovered(&mut config, &desired.discovered);
         let old = self.routing.load_full();
-        let table = build_table(&config, Some(&old)).map_err(|e| e.to_string())?;
-        let changes = changes::reconcile(&config, &desired.changes, unix_ms());
+        let start = self.cluster.is_none();
+        let changes = changes::reconcile_starting(&config, &desired.changes, unix_ms(), start);
+        let table = {
+            let served = crate::control::rollout::effective(&config, &changes.rollouts);
+            build_table(&served, Some(&old), &self.rollouts.lives()).map_err(|e| e.to_string())?
+        };
         for (name, conf) in &config.upstreams {
             changes::check_members(name, conf, &changes::members(conf, changes.pools.get(name)))
                 .map_err(|r| format!("upstreams.{name}: {}", r.message))?;
@@ -611,6 +637,7 @@ impl Runtime {
         self.routing.store(Arc::new(table));
         self.commit(&mut desired, changes);
         desired.config = config;
+        self.rollouts_built(&desired);
         info!("configuration reloaded in place: {report}");
         Ok(report)
     }

@@ -48,6 +48,10 @@ pub(super) fn set_all_splits(table: &Table, config: &Config, changes: &Changes) 
         let (Some(split), Some(name)) = (&target.split, &target.name) else {
             continue;
         };
+        if target.rollout.is_some() {
+            // The rollout sets its split's weights.
+            continue;
+        }
         if let Some(route) = route_named(config, name) {
             set_weights(split, route, changes);
         }

@@ -2,7 +2,8 @@
 //! (after an upgrade's hand-over, so no change acknowledged by the old process is missed), runs
 //! a first strict round of health checks and only then reports ready, so the listeners open on
 //! a known view of the pools; afterwards it runs the health checks, expires TTLs and forgets
-//! idle rate-limit state, follows discovery files, and samples the pools' history every second.
+//! idle rate-limit state, follows discovery files, samples the pools' history every second, and
+//! drives the rollouts (with `cluster:`, when this instance wins their election).
 
 use crate::control::checks;
 use crate::control::discovery::Discoverer;
@@ -17,6 +18,9 @@ use std::time::Duration;
 
 /// How often TTLs are looked at.
 const EXPIRE_EVERY: Duration = Duration::from_millis(100);
+
+/// How often the rollouts' figures are judged.
+const DRIVE_EVERY: Duration = Duration::from_millis(500);
 
 /// The pools' background work.
 pub struct PoolsService(pub Arc<Runtime>);
@@ -44,12 +48,20 @@ impl BackgroundService for PoolsService {
             }
         };
         let sampling = history::run(runtime.routing(), runtime.history(), runtime.events());
+        let rollouts = async {
+            loop {
+                tokio::time::sleep(DRIVE_EVERY).await;
+                runtime.drive_rollouts().await;
+            }
+        };
         tokio::select! {
             _ = checks => {}
             () = sampling => {}
             _ = ttls => {}
             () = discovery.run() => {}
             () = Arc::clone(runtime).follow_cluster() => {}
+            () = rollouts => {}
+            () = runtime.elect_rollout_driver() => {}
             _ = shutdown.changed() => {}
         }
     }

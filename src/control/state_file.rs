@@ -4,6 +4,7 @@
 //! A file that cannot be parsed is set aside, never fatal. What the changes mean for the pools
 //! is `runtime`'s business.
 
+use crate::control::rollout::RolloutState;
 use crate::request::member::AdminState;
 use log::{error, info};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,9 @@ pub struct Changes {
     /// route changes stays readable by an lb from before them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, RouteChanges>,
+    /// Rollouts by route (running and finished), left out when there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollouts: BTreeMap<String, RolloutState>,
 }
 
 /// One route's changes relative to its file.
@@ -50,6 +54,7 @@ impl Default for Changes {
             version: VERSION,
             pools: BTreeMap::new(),
             routes: BTreeMap::new(),
+            rollouts: BTreeMap::new(),
         }
     }
 }

@@ -7,7 +7,9 @@
 
 use crate::config::Route;
 use crate::request::pool::Pool;
-use bytes::Bytes;
+use crate::request::rollout::Pair;
+use crate::request::shadow_compare::Answer;
+use bytes::{Bytes, BytesMut};
 use pingora_core::connectors::http::Connector;
 use pingora_http::RequestHeader;
 use std::collections::BTreeMap;
@@ -118,10 +120,14 @@ impl Mirror {
     }
 
     /// Sends `head` (the request as the route's backend gets it) with `body` to the shadow pool
-    /// on a task of its own; returns at once.
-    pub fn send(self: &Arc<Self>, mut head: RequestHeader, body: Bytes) {
+    /// on a task of its own; returns at once. With `pair`, the answer is kept (its body up to
+    /// `max_body`) and handed to the pair for comparison; a copy that fails hands it nothing.
+    pub fn send(self: &Arc<Self>, mut head: RequestHeader, body: Bytes, pair: Option<Arc<Pair>>) {
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             count(&self.route, Outcome::Dropped);
+            if let Some(pair) = pair {
+                pair.give_up();
+            }
             return;
         };
         for name in [
@@ -137,25 +143,34 @@ impl Mirror {
         let has_body = !body.is_empty() || head.headers.contains_key(http::header::CONTENT_LENGTH);
         if has_body && head.insert_header(http::header::CONTENT_LENGTH, body.len()).is_err() {
             count(&self.route, Outcome::Failed);
+            if let Some(pair) = pair {
+                pair.give_up();
+            }
             return;
         }
         let mirror = Arc::clone(self);
         tokio::spawn(async move {
-            let outcome = match tokio::time::timeout(MIRROR_TIMEOUT, mirror.exchange(head, body)).await {
-                Ok(Ok(())) => Outcome::Answered,
+            let keep = pair.is_some();
+            let (outcome, answer) = match tokio::time::timeout(MIRROR_TIMEOUT, mirror.exchange(head, body, keep)).await
+            {
+                Ok(Ok(answer)) => (Outcome::Answered, answer),
                 Ok(Err(why)) => {
                     log::debug!("mirror of route {}: {why}", mirror.route);
-                    Outcome::Failed
+                    (Outcome::Failed, None)
                 }
-                Err(_) => Outcome::Timeout,
+                Err(_) => (Outcome::Timeout, None),
             };
             count(&mirror.route, outcome);
             drop(slot);
+            if let Some(pair) = pair {
+                pair.candidate(answer);
+            }
         });
     }
 
-    /// One copy: a backend of the shadow pool, the request, its answer read to the end.
-    async fn exchange(&self, head: RequestHeader, body: Bytes) -> Result<(), String> {
+    /// One copy: a backend of the shadow pool, the request, its answer read to the end (and
+    /// kept when `keep`).
+    async fn exchange(&self, head: RequestHeader, body: Bytes, keep: bool) -> Result<Option<Answer>, String> {
         let picked = self
             .pool
             .pick_now(b"", &[])
@@ -181,12 +196,30 @@ impl Mirror {
         }
         session.finish_request_body().await.map_err(|e| e.to_string())?;
         session.read_response_header().await.map_err(|e| e.to_string())?;
-        while session.read_response_body().await.map_err(|e| e.to_string())?.is_some() {}
+        let mut answer = keep
+            .then(|| session.response_header())
+            .flatten()
+            .map(|resp| (resp.status.as_u16(), resp.headers.clone(), BytesMut::new(), true));
+        while let Some(piece) = session.read_response_body().await.map_err(|e| e.to_string())? {
+            if let Some((_, _, body, whole)) = &mut answer {
+                if *whole && body.len() + piece.len() <= self.max_body {
+                    body.extend_from_slice(&piece);
+                } else {
+                    *whole = false;
+                    body.clear();
+                }
+            }
+        }
         if session.response_done() {
             self.connector.release_http_session(session, &*peer, None).await;
         }
         drop(picked);
-        Ok(())
+        Ok(answer.map(|(status, headers, body, body_whole)| Answer {
+            status,
+            headers,
+            body: body.freeze(),
+            body_whole,
+        }))
     }
 }
 

@@ -38,6 +38,7 @@ pub(crate) mod mirror;
 pub mod pool;
 pub(crate) mod proxy;
 pub(crate) mod rate_limit;
+pub mod rollout;
 pub mod route;
 pub(crate) mod rules;
 pub(crate) mod selection;

@@ -34,6 +34,8 @@ pub struct Target {
     pub compress: Option<Compression>,
     /// Its responses by status class, under the route's label.
     pub stats: Arc<RouteStats>,
+    /// The route's rollout, while one runs: its split is [`Target::split`].
+    pub rollout: Option<Arc<crate::request::rollout::Live>>,
 }
 
 impl Target {
@@ -48,6 +50,7 @@ impl Target {
             mirror: None,
             compress: None,
             stats: Arc::default(),
+            rollout: None,
         }
     }
 }

@@ -7,11 +7,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
 use serde_json::{Map, Number, Value};
 
-#[path = "shadow_compare_path.rs"]
-mod path;
-
-pub use path::JsonPath;
-use path::{write_path, At};
+pub use crate::config::json_path::JsonPath;
+use crate::config::json_path::{write_path, At};
 
 /// Differing JSON paths a [`Difference`] records at most; the walk stops there.
 pub const MAX_PATHS: usize = 10;
@@ -40,18 +37,8 @@ pub struct Answer {
 
 /// How bodies are compared (`compare.body` in the config): `none`, `hash` (bytes equal),
 /// `json` (parsed, normalised: object key order and number formatting do not matter, the
-/// `ignore` paths removed, then equal). Default: `none`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BodyMode {
-    /// Bodies are not compared.
-    #[default]
-    None,
-    /// Bodies must be the same bytes.
-    Hash,
-    /// Bodies must be the same JSON value; a body that is not JSON is compared as bytes.
-    Json,
-}
+/// `ignore` paths removed, then equal; a body that is not JSON is compared as bytes).
+pub use crate::config::BodyCompare as BodyMode;
 
 /// What differed, for the divergence metric's `kind` label; serialised as its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

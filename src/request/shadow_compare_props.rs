@@ -11,8 +11,8 @@
 //! - Random path texts: `JsonPath::parse` never panics, and what it accepts prints back to a
 //!   text that parses to the same path; paths built from random steps (any key) round-trip.
 
-use super::path::Step;
 use super::*;
+use crate::config::json_path::Step;
 use crate::testing::rng::XorShift;
 
 /// Keys of the generated documents: plain and odd ones, so paths take both notations.

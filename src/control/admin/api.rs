@@ -9,6 +9,8 @@ use crate::control::{events, overview};
 use serde::Serialize;
 use serde_json::json;
 
+#[path = "rollout_api.rs"]
+mod rollout_api;
 #[path = "route_api.rs"]
 mod route_api;
 
@@ -138,6 +140,9 @@ pub async fn handle(admin: &Admin, req: &Request<'_>) -> Reply {
         ["pools", pool, "backends", addr] => backend(admin, req, pool, addr).await,
         ["routes"] => route_api::routes(admin, req).await,
         ["routes", name] => route_api::route(admin, req, name).await,
+        ["rollouts"] => rollout_api::rollouts(admin, req).await,
+        ["rollouts", route] => rollout_api::rollout(admin, req, route).await,
+        ["rollouts", route, action] => rollout_api::act(admin, req, route, action).await,
         [what @ ("history" | "overview" | "events")] => match req.method {
             "GET" => report(admin, what, req.query),
             _ => not_allowed("GET"),

@@ -258,6 +258,12 @@ pub fn check_members(pool: &str, conf: &Upstream, members: &[Member]) -> Result<
 /// listed are dropped, and a registered backend the file now lists becomes a file backend
 /// (keeping its weight and state). Each dropped change is logged.
 pub fn reconcile(config: &Config, kept: &Changes, now_ms: u64) -> Changes {
+    reconcile_starting(config, kept, now_ms, true)
+}
+
+/// [`reconcile`], starting the file's new rollouts only when `start` (see
+/// [`crate::control::rollout::reconcile`]).
+pub fn reconcile_starting(config: &Config, kept: &Changes, now_ms: u64, start: bool) -> Changes {
     let mut out = Changes::default();
     for (name, pc) in &kept.pools {
         let Some(conf) = config.upstreams.get(name) else {
@@ -291,6 +297,7 @@ pub fn reconcile(config: &Config, kept: &Changes, now_ms: u64) -> Changes {
         }
     }
     out.routes = routes::reconcile(config, &kept.routes);
+    out.rollouts = crate::control::rollout::reconcile(config, &kept.rollouts, now_ms, start);
     out
 }
 

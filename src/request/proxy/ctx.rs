@@ -58,6 +58,10 @@ pub struct Ctx {
     pub(super) streaming: bool,
     /// The mirror's copy: sent (or given up) already, or waiting for the body.
     pub(super) mirror: super::mirror::Copy,
+    /// The rollout's copy to the candidate in the shadow phase: sent already, or waiting.
+    pub(super) shadow: super::mirror::Copy,
+    /// The baseline's answer as it passes, when the shadow compares this request.
+    pub(super) capture: Option<super::mirror::Capture>,
     /// The response body's compressor, when the route compresses this response.
     pub(super) encoder: Option<Encoder>,
     /// Keeps the request counted as in flight until the context is dropped.

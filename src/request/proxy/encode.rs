@@ -42,6 +42,7 @@ impl Lb {
         ctx: &mut Ctx,
     ) -> Result<()> {
         self.stream_body(downstream, end, ctx);
+        super::mirror::capture_body(body.as_ref(), ctx);
         let Some(encoder) = ctx.encoder.as_mut() else {
             return Ok(());
         };

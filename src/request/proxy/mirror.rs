@@ -1,23 +1,49 @@
-//! When a route's mirror gets its copy, shared by both request loops: a request without a body
-//! is copied as its head goes to the backend (the first attempt's, with the route's rules
-//! applied: the shadow pool sees what the backend sees); one with a body once the body is read,
-//! if it fits `mirror.max_body` (lb's own loop takes only requests without a body; Pingora's
-//! feeds the body through [`body`]).
+//! When copies of a request go out, shared by both request loops: the route's mirror, and in a
+//! rollout's shadow phase the copy to the candidate, whose answer is compared with the
+//! baseline's. A request without a body is copied as its head goes to the backend (the first
+//! attempt's, with the route's rules applied: the copy's pool sees what the backend sees); one
+//! with a body once the body is read, if it fits the copier's `max_body` (lb's own loop takes
+//! only requests without a body; Pingora's feeds the body through [`body`]). The baseline's
+//! answer for the comparison is captured as it passes ([`capture_head`], [`capture_body`]) and
+//! handed over when the request ends ([`finish`]).
 
 use super::Ctx;
+use crate::request::mirror::Mirror;
+use crate::request::rollout::Pair;
+use crate::request::shadow_compare::Answer;
 use bytes::{Bytes, BytesMut};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::sync::Arc;
 
-/// A request's copy for the mirror.
+/// A request's copy for one copier.
 #[derive(Default)]
 pub enum Copy {
     /// Not decided yet (no attempt yet).
     #[default]
     Undecided,
     /// Waiting for the rest of the body.
-    Pending(Box<RequestHeader>, BytesMut),
-    /// Sent, not sampled, too large, or no mirror: nothing more to do.
+    Pending(Box<Pending>),
+    /// Sent, not sampled, too large, or no copier: nothing more to do.
     Done,
+}
+
+/// A copy waiting for the request body.
+pub struct Pending {
+    head: RequestHeader,
+    body: BytesMut,
+    mirror: Arc<Mirror>,
+    pair: Option<Arc<Pair>>,
+}
+
+/// The baseline's answer as it passes, for the shadow's comparison.
+pub struct Capture {
+    pair: Arc<Pair>,
+    /// The final status and headers, once they came.
+    head: Option<(u16, http::HeaderMap)>,
+    body: BytesMut,
+    /// Whether `body` is all of it (false once it outgrew `limit`).
+    whole: bool,
+    limit: usize,
 }
 
 /// Whether `head` announces a body (a length above zero, or chunked).
@@ -27,21 +53,49 @@ fn has_body(head: &RequestHeader) -> bool {
         || length.is_some_and(|v| v.as_bytes().iter().any(|b| *b != b'0'))
 }
 
-/// Called with each attempt's head for the backend: decides the copy on the first.
+/// Called with each attempt's head for the backend: decides the copies on the first.
 pub(super) fn begin(head: &RequestHeader, ctx: &mut Ctx) {
     if !matches!(ctx.mirror, Copy::Undecided) {
         return;
     }
-    ctx.mirror = Copy::Done;
-    let Some(mirror) = ctx.target.as_ref().and_then(|t| t.mirror.as_ref()) else {
+    let Some(target) = ctx.target.clone() else {
+        ctx.mirror = Copy::Done;
+        ctx.shadow = Copy::Done;
         return;
     };
-    if !mirror.sampled() {
-        return;
-    }
+    let mirror = target.mirror.as_ref().filter(|m| m.sampled()).cloned();
+    ctx.mirror = decide(head, mirror, None);
+    let shadow = target.rollout.as_ref().and_then(|live| {
+        let mirror = live.shadow_copy()?;
+        let pair = Pair::new(Arc::clone(live), head.method.as_str(), head.uri.path());
+        Some((mirror, pair))
+    });
+    ctx.shadow = match shadow {
+        Some((mirror, pair)) => {
+            let limit = mirror.max_body;
+            let copy = decide(head, Some(mirror), Some(Arc::clone(&pair)));
+            if !matches!(copy, Copy::Done) || !has_body(head) {
+                ctx.capture = Some(Capture {
+                    pair,
+                    head: None,
+                    body: BytesMut::new(),
+                    whole: true,
+                    limit,
+                });
+            }
+            copy
+        }
+        None => Copy::Done,
+    };
+}
+
+/// The copy of `head` for `mirror` (none without one): sent now without a body, waiting for
+/// one that fits, given up on one that cannot.
+fn decide(head: &RequestHeader, mirror: Option<Arc<Mirror>>, pair: Option<Arc<Pair>>) -> Copy {
+    let Some(mirror) = mirror else { return Copy::Done };
     if !has_body(head) {
-        mirror.send(head.clone(), Bytes::new());
-        return;
+        mirror.send(head.clone(), Bytes::new(), pair);
+        return Copy::Done;
     }
     let length = head
         .headers
@@ -49,29 +103,89 @@ pub(super) fn begin(head: &RequestHeader, ctx: &mut Ctx) {
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if length.is_some_and(|n| n > mirror.max_body) {
         mirror.too_large();
-        return;
+        return Copy::Done;
     }
     let room = length.unwrap_or(0).min(mirror.max_body);
-    ctx.mirror = Copy::Pending(Box::new(head.clone()), BytesMut::with_capacity(room));
+    Copy::Pending(Box::new(Pending {
+        head: head.clone(),
+        body: BytesMut::with_capacity(room),
+        mirror,
+        pair,
+    }))
 }
 
-/// Called with each piece of the client's request body: the copy goes once the body ended.
+/// Called with each piece of the client's request body: the copies go once the body ended.
 pub(super) fn body(piece: Option<&Bytes>, end: bool, ctx: &mut Ctx) {
-    let Copy::Pending(_, buf) = &mut ctx.mirror else { return };
-    let Some(mirror) = ctx.target.as_ref().and_then(|t| t.mirror.as_ref()) else {
-        return;
-    };
+    for copy in [&mut ctx.mirror, &mut ctx.shadow] {
+        feed(copy, piece, end);
+    }
+    if matches!(ctx.shadow, Copy::Done) && ctx.capture.as_ref().is_some_and(|c| c.pair.gave_up()) {
+        ctx.capture = None;
+    }
+}
+
+fn feed(copy: &mut Copy, piece: Option<&Bytes>, end: bool) {
+    let Copy::Pending(pending) = copy else { return };
     if let Some(piece) = piece {
-        if buf.len() + piece.len() > mirror.max_body {
-            mirror.too_large();
-            ctx.mirror = Copy::Done;
+        if pending.body.len() + piece.len() > pending.mirror.max_body {
+            pending.mirror.too_large();
+            if let Some(pair) = &pending.pair {
+                pair.give_up();
+            }
+            *copy = Copy::Done;
             return;
         }
-        buf.extend_from_slice(piece);
+        pending.body.extend_from_slice(piece);
     }
     if end {
-        if let Copy::Pending(head, buf) = std::mem::replace(&mut ctx.mirror, Copy::Done) {
-            mirror.send(*head, buf.freeze());
+        if let Copy::Pending(p) = std::mem::replace(copy, Copy::Done) {
+            let Pending {
+                head,
+                body,
+                mirror,
+                pair,
+            } = *p;
+            mirror.send(head, body.freeze(), pair);
         }
+    }
+}
+
+/// Called with the backend's final response head (before lb edits it); a retry's replaces the
+/// first's.
+pub(super) fn capture_head(resp: &ResponseHeader, ctx: &mut Ctx) {
+    if let Some(capture) = &mut ctx.capture {
+        capture.head = Some((resp.status.as_u16(), resp.headers.clone()));
+        capture.body.clear();
+        capture.whole = true;
+    }
+}
+
+/// Called with each piece of the backend's response body (before compression).
+pub(super) fn capture_body(piece: Option<&Bytes>, ctx: &mut Ctx) {
+    let (Some(capture), Some(piece)) = (&mut ctx.capture, piece) else {
+        return;
+    };
+    if !capture.whole {
+        return;
+    }
+    if capture.body.len() + piece.len() > capture.limit {
+        capture.whole = false;
+        capture.body = BytesMut::new();
+        return;
+    }
+    capture.body.extend_from_slice(piece);
+}
+
+/// Called when the request ends: a whole exchange hands the baseline's answer to the comparison.
+pub(super) fn finish(failed: bool, ctx: &mut Ctx) {
+    let Some(capture) = ctx.capture.take() else { return };
+    match capture.head {
+        Some((status, headers)) if !failed => capture.pair.baseline(Answer {
+            status,
+            headers,
+            body: capture.body.freeze(),
+            body_whole: capture.whole,
+        }),
+        _ => capture.pair.give_up(),
     }
 }

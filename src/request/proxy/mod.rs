@@ -236,6 +236,7 @@ impl Lb {
             ctx.informational += 1;
             return Ok(());
         }
+        mirror::capture_head(upstream_response, ctx);
         let (Some(pool), Some(lease), Some(started)) = (&ctx.pool, &ctx.lease, ctx.attempt_started) else {
             return Ok(());
         };
@@ -370,13 +371,20 @@ impl Lb {
             (None, None) => ctx.attempt_succeeded(),
         }
         if let Some(pool) = &ctx.pool {
-            if let Some(resp) = downstream.response_written() {
-                pool.stats().response(resp.status.as_u16());
+            let status = downstream.response_written().map(|r| r.status.as_u16());
+            if let Some(status) = status {
+                pool.stats().response(status);
             }
             if let Some(started) = ctx.started {
                 pool.stats().request_duration.observe(started.elapsed());
             }
+            if let Some(live) = ctx.target.as_ref().and_then(|t| t.rollout.as_ref()) {
+                let status = status.unwrap_or_else(|| e.map_or(0, respond::status_for));
+                let took = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
+                live.record(&pool.name, status, took);
+            }
         }
+        mirror::finish(e.is_some(), ctx);
         self.observe_end(downstream, e, ctx);
         if let Some(log) = &self.access_log {
             log.record(&log::entry(downstream, ctx, e));

@@ -1,7 +1,8 @@
-//! The JSON paths of a shadow comparison: parsing the `ignore:` paths (`$.a.b`, `$.a[0]`,
-//! `$.a[*].b`, `$['odd key']`, a subset of RFC 9535's JSONPath), writing the paths of
-//! differences in the same notation, and which child of a document a path's step selects. The
-//! comparison itself is in [`super`].
+//! The JSON paths of a rollout's shadow comparison: parsing the `ignore:` paths (`$.a.b`,
+//! `$.a[0]`, `$.a[*].b`, `$['odd key']`, a subset of RFC 9535's JSONPath), writing the paths of
+//! differences in the same notation, and which child of a document a path's step selects. Here
+//! at the ground floor so that the config checks paths as the comparison
+//! (`request::shadow_compare`) reads them.
 
 use std::fmt;
 
@@ -13,11 +14,11 @@ const MAX_STEPS: usize = 128;
 /// array element), `[*]` or `.*` (every member or element). `$` alone (the whole body) is not a
 /// path here: a comparison that ignores the whole body is `body: none`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonPath(pub(super) Vec<Step>);
+pub struct JsonPath(pub Vec<Step>);
 
 /// One step of a [`JsonPath`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Step {
+pub enum Step {
     /// The member of that name.
     Key(String),
     /// The array element at that index (from 0).
@@ -28,14 +29,16 @@ pub(super) enum Step {
 
 /// Where a value sits in its parent: a member's key or an element's index.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum At<'a> {
+pub enum At<'a> {
+    /// A member, by its key.
     Key(&'a str),
+    /// An element, by its index.
     Index(usize),
 }
 
 impl Step {
     /// Whether this step selects the child at `at`.
-    pub(super) fn selects(&self, at: At<'_>) -> bool {
+    pub fn selects(&self, at: At<'_>) -> bool {
         match (self, at) {
             (Step::Any, _) => true,
             (Step::Key(key), At::Key(name)) => key == name,
@@ -55,7 +58,7 @@ impl JsonPath {
     }
 
     /// The steps after `$`.
-    pub(super) fn steps(&self) -> &[Step] {
+    pub fn steps(&self) -> &[Step] {
         &self.0
     }
 }
@@ -76,7 +79,7 @@ impl fmt::Display for JsonPath {
 }
 
 /// `$.items[2].price`: the path of a value in a document, as the differences report it.
-pub(super) fn write_path(path: &[At<'_>]) -> String {
+pub fn write_path(path: &[At<'_>]) -> String {
     let mut out = String::from("$");
     for at in path {
         // Writing to a String cannot fail.
