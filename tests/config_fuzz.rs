@@ -131,10 +131,26 @@ routes:
     request: {strip_prefix: /ops}
     access: {allow: [10.0.0.0/8, "2001:db8::/32"], deny: [10.9.0.0/16]}
     basic_auth: {realm: ops, users_file: HTPASSWD}
+rollouts:
+  - route: ops
+    baseline: api
+    candidate: canary
+    shadow:
+      sample: 20%
+      duration: 2m
+      compare: {status: true, headers: [Content-Type], body: json}
+      ignore: [$.timestamp, "$.items[*].id", "$['odd key']"]
+      max_divergence: 1%
+      max_body: 1MiB
+    steps: [1%, 5%, 25%, 50%, 100%]
+    step_every: 1m
+    split_by: {cookie: lb_rollout}
+    gates: {min_requests: 200, max_error_ratio_delta: 0.5%, max_p99_ratio: 1.2}
+    on_success: promote
 "#;
 
 #[test]
-fn lb_t_on_three_hundred_mutants_of_a_config_with_every_rule_answers_in_one_line_and_never_panics() {
+fn lb_t_on_three_hundred_mutants_of_a_config_with_every_rule_and_a_rollout_answers_in_one_line_and_never_panics() {
     let dir = TempDir::new("rules-fuzz");
     let users = dir.path("htpasswd");
     // user "ops", password "ops", bcrypt at cost 4.

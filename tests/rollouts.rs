@@ -431,3 +431,33 @@ async fn a_restart_of_both_instances_resumes_the_rollout() {
         );
     }
 }
+
+#[test]
+fn a_bad_rollout_in_the_file_fails_lb_t_with_its_field() {
+    let dir = common::TempDir::new("rollout-t");
+    let (a, b) = (Demo::start("a"), Demo::start("b"));
+    for (rollout, says) in [
+        (
+            "{route: main, baseline: api, candidate: v2, steps: [50%, 10%]}",
+            "rollouts[0].steps[1]",
+        ),
+        (
+            "{route: main, baseline: api, candidate: v9, steps: [5%]}",
+            "rollouts[0].candidate",
+        ),
+        (
+            "{route: main, baseline: v2, candidate: api, steps: [5%]}",
+            "rollouts[0].baseline",
+        ),
+        (
+            "{route: main, baseline: api, candidate: v2, steps: [5%], shadow: {ignore: [$..x], compare: {body: json}}}",
+            "rollouts[0].shadow.ignore[0]",
+        ),
+    ] {
+        let yaml = config(&a, &b, &format!("rollouts: [{rollout}]"));
+        let conf = common::write_config(&dir, &yaml, common::free_addr());
+        let (status, _, err) = common::run_lb(&["-t", "-c", conf.to_str().expect("path")]);
+        assert_eq!(status.code(), Some(1), "{rollout}: {err}");
+        assert!(err.contains(says) && err.lines().count() == 1, "{rollout}: {err}");
+    }
+}

@@ -58,18 +58,20 @@ pub(super) fn begin(head: &RequestHeader, ctx: &mut Ctx) {
     if !matches!(ctx.mirror, Copy::Undecided) {
         return;
     }
-    let Some(target) = ctx.target.clone() else {
-        ctx.mirror = Copy::Done;
-        ctx.shadow = Copy::Done;
-        return;
+    let (mirror, shadow) = match ctx.target.as_ref() {
+        Some(target) => (
+            target.mirror.as_ref().filter(|m| m.sampled()).cloned(),
+            target.rollout.as_ref().and_then(|live| {
+                let mirror = live.shadow_copy()?;
+                Some((
+                    mirror,
+                    Pair::new(Arc::clone(live), head.method.as_str(), head.uri.path()),
+                ))
+            }),
+        ),
+        None => (None, None),
     };
-    let mirror = target.mirror.as_ref().filter(|m| m.sampled()).cloned();
     ctx.mirror = decide(head, mirror, None);
-    let shadow = target.rollout.as_ref().and_then(|live| {
-        let mirror = live.shadow_copy()?;
-        let pair = Pair::new(Arc::clone(live), head.method.as_str(), head.uri.path());
-        Some((mirror, pair))
-    });
     ctx.shadow = match shadow {
         Some((mirror, pair)) => {
             let limit = mirror.max_body;
