@@ -7,14 +7,17 @@
 //!   history sampling.
 //! - [`discovery`]: pools whose backends come from a watched file or DNS ([`dns`]).
 //! - [`state_file`]: runtime changes persisted atomically and restored at start.
-//! - [`cluster`]: runtime changes shared by several instances through etcd.
+//! - [`cluster`]: runtime changes shared by several instances through etcd (and the election of
+//!   the instance that drives the rollouts).
+//! - [`rollout`]: verified rollouts: their persisted state and the pure decision of what comes
+//!   next (the runtime drives them).
 //! - [`view`]: pools and backends as the API shows them; [`route_view`]: routes and splits.
 //! - [`history`]: the pools' and backends' last 15 minutes, sampled every second.
 //! - [`overview`]: the last minute of the whole lb and of each pool, pools with problems first.
 //! - [`events`]: the recent registrations, changes, removals, ejections, readmissions, reloads.
 //! - [`admin`]: the admin listener: JSON API, OpenAPI document, dashboard.
 //! - [`metrics`]: Prometheus exposition (`/metrics`), with the `prometheus` crate;
-//!   [`compress_metrics`]: its compression families.
+//!   [`compress_metrics`]: its compression families; `rollout_metrics`: its rollout families.
 
 pub mod admin;
 pub mod changes;

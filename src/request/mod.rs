@@ -13,6 +13,8 @@
 //! - [`guard`]: a route's checks before its pool (HTTPS redirect, rate limit, redirect mode).
 //! - [`access`]: the guards of who may use a route (by address; basic auth).
 //! - [`mirror`]: sampled copies of a route's requests to another pool, answers discarded.
+//! - [`rollout`]: a running rollout on the request path: its split, its shadow's copies and
+//!   comparisons, each side's figures.
 //! - [`shadow_compare`]: a rollout shadow's comparison of the candidate's answer with the
 //!   baseline's (status, headers, bodies as bytes or normalised JSON).
 //! - [`pool`]: a running pool: membership, balancer, key source, slots and wait queue, peers.
