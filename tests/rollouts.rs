@@ -44,7 +44,7 @@ fn rollout(shadow: &str, more: &str) -> String {
     };
     format!(
         "{{route: main, baseline: api, candidate: v2, steps: [10%, 50%, 100%], step_every: 1s, \
-         gates: {{min_requests: 20, max_error_ratio_delta: 1%, max_p99_ratio: 20}}{shadow}{more}}}"
+         gates: {{min_requests: 20, max_error_ratio_delta: 1%, max_p99_ratio: 100}}{shadow}{more}}}"
     )
 }
 
@@ -166,7 +166,7 @@ async fn a_candidate_with_errors_is_rolled_back_at_its_first_step() {
     let api = Api::new(lb.admin());
     let body = serde_json::json!({
         "route": "main", "baseline": "api", "candidate": "v2", "steps": ["10%", "50%", "100%"],
-        "step_every": "1m", "gates": {"min_requests": 100, "max_error_ratio_delta": "0.5%", "max_p99_ratio": 20}
+        "step_every": "1m", "gates": {"min_requests": 100, "max_error_ratio_delta": "0.5%", "max_p99_ratio": 100}
     });
     let (status, json) = api.json("POST", "/api/v1/rollouts", Some(&body.to_string())).await;
     assert_eq!((status, json["phase"].as_str()), (201, Some("steps")), "{json}");

@@ -304,16 +304,23 @@ impl Runtime {
         }
     }
 
-    /// With `cluster:`, the driver starts the file's rollouts that etcd does not hold yet.
+    /// With `cluster:`, the driver starts the file's rollouts that etcd does not hold yet: a
+    /// route without a rollout, or whose rollout to another candidate has ended.
     async fn start_file_rollouts(&self, desired: &mut Desired) {
-        let config = desired.config.clone();
-        let started = rollout::reconcile(&config, &desired.changes.rollouts, unix_ms(), true);
-        for (route, state) in started {
-            if desired.changes.rollouts.get(&route) == Some(&state) {
+        let specs = desired.config.rollouts.clone();
+        for spec in specs {
+            let startable = desired.changes.rollouts.get(&spec.route).is_none_or(|s| {
+                let same = s.spec.baseline == spec.baseline && s.spec.candidate == spec.candidate;
+                !s.phase.active() && !same
+            });
+            if !startable {
                 continue;
             }
-            if let Err(r) = self.change_rollout(desired, &route, Some(state), true).await {
-                warn!("rollout of route {route}: not started yet: {}", r.message);
+            let route = spec.route.clone();
+            let state = RolloutState::start(spec, true, unix_ms(), "from the configuration");
+            match self.change_rollout(desired, &route, Some(state), true).await {
+                Ok(_) => info!("route {route}: rollout started from the configuration"),
+                Err(r) => warn!("rollout of route {route}: not started yet: {}", r.message),
             }
         }
     }

@@ -5,14 +5,18 @@
 //!   differing rolls back at once; otherwise the phase ends when `duration` has passed.
 //! - Steps: once the candidate answered `gates.min_requests` requests in the step, a share of
 //!   5xx more than `max_error_ratio_delta` above the baseline's, or a 99th percentile more than
-//!   `max_p99_ratio` times the baseline's (and more than [`P99_SLACK_MS`] above it) rolls back at
-//!   once; otherwise the step ends when `step_every` has passed, and the last one finishes.
+//!   `max_p99_ratio` times the baseline's (and more than [`P99_SLACK_MS`] above it, both over at
+//!   least [`P99_MIN_REQUESTS`]) rolls back at once; otherwise the step ends when `step_every` has passed, and the last one finishes.
 
 use super::{Phase, RolloutState};
 
 /// Differences of 99th percentiles below this are never judged: the histograms' finest bucket
 /// is half a millisecond, so smaller ones are noise.
 pub const P99_SLACK_MS: f64 = 1.0;
+
+/// A 99th percentile is judged only over at least this many requests on each side: over fewer
+/// it is the slowest request or two, not a percentile.
+pub const P99_MIN_REQUESTS: u64 = 100;
 
 /// One side's figures over the window.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -129,7 +133,8 @@ fn step(state: &RolloutState, f: &Figures, elapsed: u64) -> Decision {
             gates.max_error_ratio_delta.0
         ));
     }
-    if let (Some(cp), Some(bp)) = (c.p99_ms, b.p99_ms) {
+    let enough = c.requests.min(b.requests) >= P99_MIN_REQUESTS;
+    if let (Some(cp), Some(bp), true) = (c.p99_ms, b.p99_ms, enough) {
         if cp > bp * gates.max_p99_ratio && cp - bp > P99_SLACK_MS {
             return Decision::RollBack(format!(
                 "{at}: p99 {:.2}× the baseline's (limit {})",

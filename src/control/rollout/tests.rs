@@ -66,8 +66,14 @@ fn errors_or_latency_over_the_baseline_roll_back_at_once() {
         panic!("5% of 5xx against 0.1% must roll back")
     };
     assert!(why.contains("5xx"), "{why}");
-    let slow = figures(side(1000, 0, 5.0), side(20, 0, 10.5));
+    let slow = figures(side(1000, 0, 5.0), side(100, 0, 10.5));
     assert!(matches!(decide(&state, &slow, 10), Decision::RollBack(w) if w.contains("p99")));
+    let few = figures(side(1000, 0, 5.0), side(99, 0, 10.5));
+    assert_eq!(
+        decide(&state, &few, 10),
+        Decision::Wait,
+        "a p99 over 99 requests is not judged"
+    );
     // Within the ratio, or over it by less than the slack: not judged.
     for candidate in [side(20, 0, 9.9), side(20, 0, 0.9)] {
         let f = figures(
