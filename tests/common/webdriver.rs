@@ -1,7 +1,7 @@
 //! A real headless Chromium driven through ChromeDriver's W3C WebDriver protocol (JSON over
-//! HTTP on loopback): enough to load a page, find and click elements, type, run a script, and
-//! read the browser's console and network logs. Chromium and ChromeDriver come from Debian
-//! (`scripts/setup` installs them).
+//! HTTP on loopback): enough to load a page, find and click elements, type, answer a dialog, run
+//! a script, and read the browser's console and network logs. Chromium and ChromeDriver come
+//! from Debian (`scripts/setup` installs them).
 
 use super::client::{full, request, Client};
 use super::{eventually, free_addr, Guard, TempDir, PATIENCE};
@@ -125,6 +125,24 @@ impl Browser {
             Some(json!({ "text": text })),
         )
         .await;
+    }
+
+    /// The text of the page's open dialog (`alert`, `confirm`), waiting for one to open.
+    pub async fn dialog_text(&self) -> String {
+        let mut text = None;
+        let open = eventually(PATIENCE, async || {
+            text = self.call("GET", "/alert/text", None).await.as_str().map(str::to_string);
+            text.is_some()
+        })
+        .await;
+        assert!(open, "no dialog opened");
+        text.unwrap_or_default()
+    }
+
+    /// Answers the page's open dialog: OK when `accept`, else Cancel.
+    pub async fn answer_dialog(&self, accept: bool) {
+        let answer = if accept { "accept" } else { "dismiss" };
+        self.call("POST", &format!("/alert/{answer}"), Some(json!({}))).await;
     }
 
     /// Runs `script` (a function body) in the page and returns its value.

@@ -91,6 +91,7 @@ pub async fn handle(admin: &Admin, req: &Request<'_>) -> Reply {
         ("GET", "") => return dashboard(admin),
         ("GET", "/favicon.svg") => return asset("image/svg+xml", assets::FAVICON),
         ("GET", "/dashboard.js") => return asset("text/javascript; charset=utf-8", assets::DASHBOARD_JS),
+        ("GET", "/rollouts.js") => return asset("text/javascript; charset=utf-8", assets::ROLLOUTS_JS),
         ("GET", "/dashboard.css") => return asset("text/css; charset=utf-8", assets::DASHBOARD_CSS),
         ("GET", "/healthz") => return reply(200, &json!({"status": "ok"})),
         ("GET", "/readyz") if admin.traffic.draining() => return reply(503, &json!({"status": "draining"})),

@@ -1,11 +1,13 @@
 //! Files the admin listener serves as they are, embedded in the binary at build time: the
-//! dashboard (one page, its script and its style, no external request) and the OpenAPI
+//! dashboard (one page, its scripts and its style, no external request) and the OpenAPI
 //! document of the API (`docs/openapi.json` in the repository).
 
 /// The dashboard page.
 pub const DASHBOARD_HTML: &str = include_str!("dashboard/index.html");
 /// The dashboard's script.
 pub const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
+/// The script of the dashboard's Rollouts card.
+pub const ROLLOUTS_JS: &str = include_str!("dashboard/rollouts.js");
 /// The dashboard's style.
 pub const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
 /// The dashboard's icon.

@@ -1,9 +1,9 @@
 // lb's dashboard. On opening it reads the pools' last 15 minutes from /api/v1/history (lb keeps
 // them, so the charts are full at once); then, every second, the pools, the overview, the
-// history's new samples, the events and the routes' splits. It draws requests/s and response
-// time per backend, lists pools with problems first, shows each split's weights, and sends the
-// operator's changes (ready / drain / maint / remove, register) to the same API. No library, no
-// external request.
+// history's new samples, the events, the routes' splits and the rollouts. It draws requests/s
+// and response time per backend, lists pools with problems first, shows each split's weights,
+// and sends the operator's changes (ready / drain / maint / remove, register) to the same API;
+// the Rollouts card is rollouts.js's. No library, no external request.
 'use strict';
 
 const POLL_MS = 1000;
@@ -534,16 +534,19 @@ async function refresh() {
   page.busy = true;
   try {
     const since = page.times.length ? '?since=' + page.times[page.times.length - 1] : '';
-    const [pools, overview, history, events, routes] = await Promise.all([
+    const asked = performance.now();
+    const [pools, overview, history, events, routes, rollouts] = await Promise.all([
       api('GET', '/api/v1/pools'),
       api('GET', '/api/v1/overview'),
       api('GET', '/api/v1/history' + since),
       api('GET', '/api/v1/events'),
       api('GET', '/api/v1/routes'),
+      api('GET', '/api/v1/rollouts'),
     ]);
     merge(history);
     render(pools.pools, overview);
     renderSplits(routes.routes);
+    renderRollouts(rollouts.rollouts, asked); // rollouts.js
     renderEvents(events.events);
     setStatus('updated ' + new Date().toLocaleTimeString());
   } catch (e) {
