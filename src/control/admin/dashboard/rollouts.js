@@ -13,6 +13,8 @@ const DIVERGENCES_SHOWN = 5;
 const RUNNING_PHASES = ['shadow', 'steps'];
 const ACTIVE_PHASES = ['shadow', 'steps', 'held'];
 const ROLLOUT_COLUMNS = 8;
+// The requests each side needs in a window before its p99 is judged (lb's P99_MIN_REQUESTS).
+const P99_MIN_REQUESTS = 100;
 const ACTION_LABELS = { pause: 'Pause', resume: 'Resume', abort: 'Abort', promote: 'Promote' };
 const ACTION_DONE = { pause: 'paused', resume: 'resumed', abort: 'aborted', promote: 'promoted' };
 
@@ -77,7 +79,7 @@ function gateFigures(r) {
     el('td', { class: 'num', 'data-figure': 'p99', text: f ? ms(f.p99_ms) : '–' }));
   const g = r.spec.gates;
   const limits = 'judged after ' + g.min_requests + ' requests: 5xx at most ' + g.max_error_ratio_delta +
-    ' over the baseline\'s, p99 at most ' + g.max_p99_ratio + '× its';
+    ' over the baseline\'s, p99 at most ' + g.max_p99_ratio + '× its (once each side has ' + P99_MIN_REQUESTS + ')';
   let note = limits;
   if (!w && !ACTIVE_PHASES.includes(r.phase)) note = 'ended';
   else if (!w && r.phase === 'held') note = 'held: no longer judged';
