@@ -7,7 +7,6 @@
 
 use crate::config::Route;
 use crate::request::pool::Pool;
-use crate::request::rollout::Pair;
 use crate::request::shadow_compare::Answer;
 use bytes::{Bytes, BytesMut};
 use pingora_core::connectors::http::Connector;
@@ -69,6 +68,19 @@ pub fn counts() -> Vec<(Arc<str>, &'static str, u64)> {
         .collect()
 }
 
+/// What became of a copy whose answer is wanted (a rollout's shadow compares it).
+pub enum Reply {
+    /// The copy's pool answered: the answer, its body up to `max_body`.
+    Answer(Answer),
+    /// It was sent but gave no answer (no connection, a broken exchange, too slow).
+    NoAnswer,
+    /// It was not sent (too many in flight, a bad head).
+    NotSent,
+}
+
+/// Where a wanted answer goes.
+pub type OnReply = Box<dyn FnOnce(Reply) + Send>;
+
 /// A route's mirror.
 pub struct Mirror {
     /// The route, for the metric (its name, or `routes[N]`).
@@ -120,13 +132,13 @@ impl Mirror {
     }
 
     /// Sends `head` (the request as the route's backend gets it) with `body` to the shadow pool
-    /// on a task of its own; returns at once. With `pair`, the answer is kept (its body up to
-    /// `max_body`) and handed to the pair for comparison; a copy that fails hands it nothing.
-    pub fn send(self: &Arc<Self>, mut head: RequestHeader, body: Bytes, pair: Option<Arc<Pair>>) {
+    /// on a task of its own; returns at once. With `on_reply`, the answer is kept (its body up to
+    /// `max_body`) and handed to it, or what became of the copy.
+    pub fn send(self: &Arc<Self>, mut head: RequestHeader, body: Bytes, on_reply: Option<OnReply>) {
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             count(&self.route, Outcome::Dropped);
-            if let Some(pair) = pair {
-                pair.give_up();
+            if let Some(on_reply) = on_reply {
+                on_reply(Reply::NotSent);
             }
             return;
         };
@@ -143,14 +155,14 @@ impl Mirror {
         let has_body = !body.is_empty() || head.headers.contains_key(http::header::CONTENT_LENGTH);
         if has_body && head.insert_header(http::header::CONTENT_LENGTH, body.len()).is_err() {
             count(&self.route, Outcome::Failed);
-            if let Some(pair) = pair {
-                pair.give_up();
+            if let Some(on_reply) = on_reply {
+                on_reply(Reply::NotSent);
             }
             return;
         }
         let mirror = Arc::clone(self);
         tokio::spawn(async move {
-            let keep = pair.is_some();
+            let keep = on_reply.is_some();
             let (outcome, answer) = match tokio::time::timeout(MIRROR_TIMEOUT, mirror.exchange(head, body, keep)).await
             {
                 Ok(Ok(answer)) => (Outcome::Answered, answer),
@@ -162,8 +174,8 @@ impl Mirror {
             };
             count(&mirror.route, outcome);
             drop(slot);
-            if let Some(pair) = pair {
-                pair.candidate(answer);
+            if let Some(on_reply) = on_reply {
+                on_reply(answer.map_or(Reply::NoAnswer, Reply::Answer));
             }
         });
     }

@@ -8,7 +8,7 @@
 //! handed over when the request ends ([`finish`]).
 
 use super::Ctx;
-use crate::request::mirror::Mirror;
+use crate::request::mirror::{Mirror, OnReply, Reply};
 use crate::request::rollout::Pair;
 use crate::request::shadow_compare::Answer;
 use bytes::{Bytes, BytesMut};
@@ -96,7 +96,7 @@ pub(super) fn begin(head: &RequestHeader, ctx: &mut Ctx) {
 fn decide(head: &RequestHeader, mirror: Option<Arc<Mirror>>, pair: Option<Arc<Pair>>) -> Copy {
     let Some(mirror) = mirror else { return Copy::Done };
     if !has_body(head) {
-        mirror.send(head.clone(), Bytes::new(), pair);
+        mirror.send(head.clone(), Bytes::new(), pair.map(to_pair));
         return Copy::Done;
     }
     let length = head
@@ -114,6 +114,15 @@ fn decide(head: &RequestHeader, mirror: Option<Arc<Mirror>>, pair: Option<Arc<Pa
         mirror,
         pair,
     }))
+}
+
+/// Hands what became of the candidate's copy to `pair`.
+fn to_pair(pair: Arc<Pair>) -> OnReply {
+    Box::new(move |reply| match reply {
+        Reply::Answer(answer) => pair.candidate(Some(answer)),
+        Reply::NoAnswer => pair.candidate(None),
+        Reply::NotSent => pair.give_up(),
+    })
 }
 
 /// Called with each piece of the client's request body: the copies go once the body ended.
@@ -147,7 +156,7 @@ fn feed(copy: &mut Copy, piece: Option<&Bytes>, end: bool) {
                 mirror,
                 pair,
             } = *p;
-            mirror.send(head, body.freeze(), pair);
+            mirror.send(head, body.freeze(), pair.map(to_pair));
         }
     }
 }
