@@ -300,6 +300,16 @@ impl Cluster {
         Ok(false)
     }
 
+    /// Gives up the election: its lease revoked, so the key goes at once.
+    pub async fn resign(&self, lease: i64) -> Result<(), String> {
+        let mut client = self.client.clone();
+        client
+            .lease_revoke(lease)
+            .await
+            .map(drop)
+            .map_err(|e| format!("etcd election: {e}"))
+    }
+
     /// Follows the keys from `revision`: calls `apply` with the whole state after every
     /// change; returns when the watch ends (etcd gone, or the revision compacted).
     pub async fn watch(

@@ -505,14 +505,25 @@ const ELECTION_TTL_S: i64 = 3;
 
 impl Runtime {
     /// With `cluster:`, this instance's part in the election of the one that drives the
-    /// rollouts, for as long as the process runs (without it, this instance drives).
+    /// rollouts, for as long as the process runs (without it, this instance drives). While there
+    /// is no rollout (none in the file, none running), no instance campaigns.
     pub async fn elect_rollout_driver(&self) {
         if self.cluster.is_none() {
             return std::future::pending().await;
         }
         let mut lease = None;
         loop {
+            let wanted = {
+                let desired = self.desired.lock().await;
+                let running = desired.changes.rollouts.values().any(|s| s.phase.active());
+                running || !desired.config.rollouts.is_empty()
+            };
             let won = match self.etcd().await {
+                // Without a rollout to drive, no instance holds a lease for it.
+                Some(Ok(etcd)) if !wanted => match lease.take() {
+                    Some(held) => etcd.resign(held).await.map(|()| false),
+                    None => Ok(false),
+                },
                 Some(Ok(etcd)) => etcd.campaign(&self.rollouts.id, &mut lease, ELECTION_TTL_S).await,
                 Some(Err(e)) => Err(e),
                 None => return,
