@@ -82,14 +82,21 @@ async fn posted(browser: &Browser) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rollouts_card_shows_each_rollout_and_drives_it() {
-    let (a, b, c) = (
+/// The baseline `a`, a candidate `b` that answers like it, one `c` whose JSON differs, and lb
+/// over them.
+fn start() -> ([Demo; 3], Lb) {
+    let demos = [
         Demo::start("a"),
         Demo::start("b"),
         Demo::start_with("c", &["--api-version", "2"]),
-    );
-    let lb = Lb::start(&config(&a, &b, &c));
+    ];
+    let lb = Lb::start(&config(&demos[0], &demos[1], &demos[2]));
+    (demos, lb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollouts_card_shows_each_rollout_and_drives_it() {
+    let (_demos, lb) = start();
     let api = Api::with_token(lb.admin(), TOKEN);
     let browser = Browser::start().await;
     browser.goto(&format!("http://{}/", lb.admin())).await;
@@ -253,12 +260,7 @@ fn documented(doc: &Value, name: &str, field: Option<&str>) -> BTreeSet<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_the_rollouts_as_served() {
-    let (a, b, c) = (
-        Demo::start("a"),
-        Demo::start("b"),
-        Demo::start_with("c", &["--api-version", "2"]),
-    );
-    let lb = Lb::start(&config(&a, &b, &c));
+    let (_demos, lb) = start();
     let api = Api::with_token(lb.admin(), TOKEN);
     // A shadow phase that differences do not end, so that every part of the view has content.
     create(

@@ -2,12 +2,11 @@
 //! compressors, by route and algorithm, read from the request path's counters when scraped. The
 //! other families are in [`super::metrics`].
 
-use super::metric_samples::counter;
+use super::metric_samples::{counter, desc, family};
 use crate::request::compress::stats::{self, ENCODINGS};
 use crate::request::compress::token;
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Metric, MetricFamily, MetricType};
-use std::collections::HashMap;
+use prometheus::proto::{MetricFamily, MetricType};
 
 /// `(name, help, labels)` of the families.
 const FAMILIES: [(&str, &str, &[&str]); 2] = [
@@ -33,10 +32,7 @@ impl Default for CompressCollector {
     fn default() -> Self {
         let descs = FAMILIES
             .iter()
-            .filter_map(|(name, help, labels)| {
-                let labels = labels.iter().map(|l| l.to_string()).collect();
-                Desc::new(name.to_string(), help.to_string(), labels, HashMap::new()).ok()
-            })
+            .filter_map(|(name, help, labels)| desc(name, help, labels))
             .collect();
         CompressCollector { descs }
     }
@@ -63,16 +59,7 @@ impl Collector for CompressCollector {
         [responses, bytes]
             .into_iter()
             .zip(FAMILIES)
-            .map(|(metrics, (name, help, _))| family(name, help, metrics))
+            .map(|(metrics, (name, help, _))| family(name, help, MetricType::COUNTER, metrics))
             .collect()
     }
-}
-
-fn family(name: &str, help: &str, metrics: Vec<Metric>) -> MetricFamily {
-    let mut family = MetricFamily::default();
-    family.set_name(name.to_string());
-    family.set_help(help.to_string());
-    family.set_field_type(MetricType::COUNTER);
-    family.set_metric(metrics);
-    family
 }

@@ -5,7 +5,7 @@
 //! listener and on the optional `metrics:` listener. The compression families are in
 //! [`super::compress_metrics`].
 
-use super::metric_samples::{counter, gauge, label_pairs};
+use super::metric_samples::{self, counter, gauge, label_pairs};
 use crate::request::front::{hostile, linger, FrontStats};
 use crate::request::member::AdminState;
 use crate::request::mirror;
@@ -22,7 +22,6 @@ use pingora_core::protocols::http::ServerSession;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -218,10 +217,7 @@ impl Metrics {
         let registry = Registry::new();
         let descs = FAMILIES
             .iter()
-            .filter_map(|(name, _, help, labels)| {
-                let labels = labels.iter().map(|l| l.to_string()).collect();
-                Desc::new(name.to_string(), help.to_string(), labels, HashMap::new()).ok()
-            })
+            .filter_map(|(name, _, help, labels)| metric_samples::desc(name, help, labels))
             .collect();
         let own = LbCollector {
             routing,
@@ -306,14 +302,7 @@ impl Collector for LbCollector {
         FAMILIES
             .iter()
             .zip(metrics)
-            .map(|((name, kind, help, _), metrics)| {
-                let mut family = MetricFamily::default();
-                family.set_name(name.to_string());
-                family.set_help(help.to_string());
-                family.set_field_type(*kind);
-                family.set_metric(metrics);
-                family
-            })
+            .map(|((name, kind, help, _), metrics)| metric_samples::family(name, help, *kind, metrics))
             .collect()
     }
 }

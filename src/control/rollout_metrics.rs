@@ -3,12 +3,11 @@
 //! by route and kind, counted on the request path since start. The other families are in
 //! [`super::metrics`].
 
-use super::metric_samples::{counter, gauge};
+use super::metric_samples::{counter, desc, family, gauge};
 use super::rollout::gauges;
 use crate::request::rollout::shadow_counts;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Metric, MetricFamily, MetricType};
-use std::collections::HashMap;
 
 /// `(name, type, help, labels)` of the families.
 const FAMILIES: [(&str, MetricType, &str, &[&str]); 5] = [
@@ -53,10 +52,7 @@ impl Default for RolloutCollector {
     fn default() -> Self {
         let descs = FAMILIES
             .iter()
-            .filter_map(|(name, _, help, labels)| {
-                let labels = labels.iter().map(|l| l.to_string()).collect();
-                Desc::new(name.to_string(), help.to_string(), labels, HashMap::new()).ok()
-            })
+            .filter_map(|(name, _, help, labels)| desc(name, help, labels))
             .collect();
         RolloutCollector { descs }
     }
@@ -83,14 +79,7 @@ impl Collector for RolloutCollector {
         }
         out.into_iter()
             .zip(FAMILIES)
-            .map(|(metrics, (name, kind, help, _))| {
-                let mut family = MetricFamily::default();
-                family.set_name(name.to_string());
-                family.set_help(help.to_string());
-                family.set_field_type(kind);
-                family.set_metric(metrics);
-                family
-            })
+            .map(|(metrics, (name, kind, help, _))| family(name, help, kind, metrics))
             .collect()
     }
 }

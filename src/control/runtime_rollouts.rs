@@ -71,6 +71,12 @@ struct Window {
     reference: Option<SideWindow>,
 }
 
+/// What a table was built with: the running rollouts (by identity) and the promotions.
+fn signature(lives: &BTreeMap<String, Arc<Live>>, promoted: &BTreeMap<String, String>) -> String {
+    let lives: Vec<_> = lives.iter().map(|(r, l)| (r, Arc::as_ptr(l))).collect();
+    format!("{lives:?} {promoted:?}")
+}
+
 /// Histogram counts of `f`, cumulative, the total last.
 fn counts(f: &SideFigures) -> Counts {
     let mut out = [0; SLOTS];
@@ -190,11 +196,8 @@ impl Runtime {
             }
         }
         let promoted = rollout::promotions(&desired.config, states);
-        let signature = format!(
-            "{:?} {promoted:?}",
-            lives.iter().map(|(r, l)| (r, Arc::as_ptr(l))).collect::<Vec<_>>()
-        );
         let lives = lives.clone();
+        let signature = signature(&lives, &promoted);
         let mut built = lock(&self.rollouts.built);
         if *built == signature {
             return;
@@ -211,9 +214,12 @@ impl Runtime {
         }
     }
 
-    /// Notes that the table was just built (by a reload) with `desired`'s rollouts.
+    /// Notes that the table was just built (by a reload) with the live rollouts as they were
+    /// and `desired`'s promotions, then brings the rollouts to `desired` (rebuilding the table
+    /// again only if that changes which rollouts run).
     pub(super) fn rollouts_built(&self, desired: &Desired) {
-        *lock(&self.rollouts.built) = String::new();
+        let promoted = rollout::promotions(&desired.config, &desired.changes.rollouts);
+        *lock(&self.rollouts.built) = signature(&self.rollouts.lives(), &promoted);
         self.sync_rollouts(desired);
     }
 
